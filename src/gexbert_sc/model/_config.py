@@ -1,0 +1,162 @@
+"""Model and training configuration, with the ``"cpu"`` and ``"paper"`` presets."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from ..module import VALUE_ENCODINGS
+
+LEVEL_CUTS = ("quantile", "uniform")
+
+
+@dataclass(frozen=True)
+class GexBERTConfig:
+    """Architecture and training settings of a :class:`~gexbert_sc.GexBERT`.
+
+    Parameters
+    ----------
+    d_model
+        Token and embedding dimension (paper: 200).
+    n_layers
+        Number of encoder layers; the decoder has as many (paper: 8).
+    n_heads
+        Attention heads (paper: 8).
+    d_ff
+        Width of the feed-forward blocks (paper: open; ``4 * d_model`` in the ``"paper"`` preset).
+    dropout
+        Dropout rate (paper: open). 0 by default: on CPU dropout slows a step a lot and the
+        random gene sampling already regularises.
+    n_levels
+        Number of value levels (paper: 64).
+    value_encoding
+        ``"interp_proj"`` (default): interpolated level embeddings plus a learned per-gene
+        projection of the continuous value; ``"interp"``: a value's token interpolates between
+        the embeddings of its two neighbouring levels; ``"binned"``: the paper's hard bins.
+    summary_readout
+        Add a per-gene linear readout of the summary to the decoder's output (beyond the paper;
+        it lets training leave the predict-the-mean plateau within minutes on CPU).
+    level_cut
+        How the levels are placed on the standardised scale: ``"quantile"`` (equal-frequency levels
+        fitted on the training values) or ``"uniform"`` (equally spaced over ``[-clip, clip]``).
+    clip
+        Range of the uniform cut, in standard deviations.
+    n_input
+        Genes sampled per sample as the encoder's input (paper: 512).
+    n_target
+        Genes restored per sample in phase 2 (paper: 512).
+    batch_size
+        Samples per optimisation step.
+    lr, weight_decay
+        AdamW settings. The learning rate warms up linearly, then decays on a cosine to 10%.
+    phase1_epochs, phase2_epochs
+        Maximum epochs of phase 1 (restore the input genes) and phase 2 (restore other genes)
+        (paper: 10,000 and 1,500).
+    patience
+        Epochs without improvement of the validation loss before a phase stops early.
+    val_fraction
+        Fraction of the samples held out to watch the validation loss (paper: 0.2).
+    """
+
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 128
+    dropout: float = 0.0
+    n_levels: int = 64
+    value_encoding: str = "interp_proj"
+    summary_readout: bool = True
+    level_cut: str = "quantile"
+    clip: float = 3.0
+    n_input: int = 256
+    n_target: int = 256
+    batch_size: int = 32
+    lr: float = 5e-3
+    weight_decay: float = 0.01
+    phase1_epochs: int = 15
+    phase2_epochs: int = 25
+    patience: int = 8
+    val_fraction: float = 0.2
+
+    def validate(self) -> GexBERTConfig:
+        """Raise ``ValueError`` naming the first setting that is out of range."""
+        positive = ["d_model", "n_layers", "n_heads", "d_ff", "n_input", "n_target", "batch_size", "patience"]
+        for name in positive:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"config.{name} must be a positive integer, got {v!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"config.d_model ({self.d_model}) must be divisible by config.n_heads ({self.n_heads}); "
+                f"try n_heads={_divisor_near(self.d_model, self.n_heads)}"
+            )
+        if not (isinstance(self.n_levels, int) and 2 <= self.n_levels <= 4096):
+            raise ValueError(f"config.n_levels must be an integer in [2, 4096], got {self.n_levels!r}")
+        if self.value_encoding not in VALUE_ENCODINGS:
+            raise ValueError(f"config.value_encoding must be one of {VALUE_ENCODINGS}, got {self.value_encoding!r}")
+        if self.level_cut not in LEVEL_CUTS:
+            raise ValueError(f"config.level_cut must be one of {LEVEL_CUTS}, got {self.level_cut!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"config.dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= self.val_fraction < 0.9:
+            raise ValueError(f"config.val_fraction must be in [0, 0.9), got {self.val_fraction!r}")
+        if not self.lr > 0 or self.weight_decay < 0 or not self.clip > 0:
+            raise ValueError("config.lr and config.clip must be > 0 and config.weight_decay >= 0")
+        for name in ("phase1_epochs", "phase2_epochs"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"config.{name} must be an integer >= 0, got {v!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (JSON- and h5ad-writable)."""
+        return asdict(self)
+
+
+def _divisor_near(n: int, k: int) -> int:
+    divs = [d for d in range(1, n + 1) if n % d == 0]
+    return min(divs, key=lambda d: abs(d - k))
+
+
+PRESETS: dict[str, GexBERTConfig] = {
+    "cpu": GexBERTConfig(),
+    "paper": GexBERTConfig(
+        d_model=200,
+        n_layers=8,
+        n_heads=8,
+        d_ff=800,
+        n_levels=64,
+        value_encoding="binned",
+        summary_readout=False,
+        n_input=512,
+        n_target=512,
+        batch_size=32,
+        lr=1e-4,
+        phase1_epochs=10_000,
+        phase2_epochs=1_500,
+        patience=50,
+    ),
+}
+
+
+def resolve_config(config: str | dict | GexBERTConfig = "cpu", **overrides: Any) -> GexBERTConfig:
+    """Build a validated config from a preset name, a dict or a config, plus keyword overrides."""
+    if isinstance(config, GexBERTConfig):
+        base = config
+    elif isinstance(config, str):
+        if config not in PRESETS:
+            raise ValueError(f"unknown config preset {config!r}; choose one of {sorted(PRESETS)} or pass a dict")
+        base = PRESETS[config]
+    elif isinstance(config, dict):
+        base, overrides = PRESETS["cpu"], {**config, **overrides}
+    else:
+        raise TypeError(f"config must be a preset name, a dict or a GexBERTConfig, got {type(config).__name__}")
+    known = {f.name for f in fields(GexBERTConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        import difflib
+
+        hints = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
+        msg = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
+        raise TypeError(f"unknown config setting(s): {msg}; valid settings: {sorted(known)}")
+    return replace(base, **overrides).validate()

@@ -1,0 +1,15 @@
+"""Pure-torch building blocks of GexBERT. Nothing here knows about AnnData."""
+
+from ._gexbert import GexBERTModule, masked_mse
+from ._layers import DecoderLayer, EncoderLayer, FeedForward
+from ._tokens import VALUE_ENCODINGS, ValueTokenizer
+
+__all__ = [
+    "GexBERTModule",
+    "masked_mse",
+    "EncoderLayer",
+    "DecoderLayer",
+    "FeedForward",
+    "ValueTokenizer",
+    "VALUE_ENCODINGS",
+]

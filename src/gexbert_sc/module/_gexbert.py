@@ -1,0 +1,97 @@
+"""The GexBERT network: tokens, encoder, decoder and head (pure torch, no AnnData)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._layers import DecoderLayer, EncoderLayer
+from ._tokens import ValueTokenizer
+
+
+class GexBERTModule(nn.Module):
+    """Transformer autoencoder of bulk gene expression.
+
+    Parameters
+    ----------
+    n_genes
+        Size of the gene vocabulary.
+    d_model, n_layers, n_heads
+        Width, depth (of the encoder and of the decoder) and number of attention heads.
+    d_ff
+        Width of the feed-forward blocks.
+    n_levels
+        Number of value levels.
+    value_encoding
+        ``"interp_proj"``, ``"interp"`` or ``"binned"``, see :class:`ValueTokenizer`.
+    dropout
+        Dropout rate in attention and feed-forward blocks.
+    summary_readout
+        Add a per-gene linear readout of the summary, ``<readout[gene], summary>``, to the
+        decoder's output (beyond the paper). It gives the encoder a gradient from the first step;
+        without it the encoder-decoder pair stalls at predicting the mean for hundreds of steps.
+    """
+
+    def __init__(
+        self,
+        n_genes: int,
+        d_model: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        d_ff: int = 128,
+        n_levels: int = 64,
+        value_encoding: str = "interp_proj",
+        dropout: float = 0.0,
+        summary_readout: bool = True,
+    ):
+        super().__init__()
+        self.tokens = ValueTokenizer(n_genes, d_model, n_levels, value_encoding)
+        self.cls = nn.Parameter(torch.randn(d_model) * 0.02)
+        self.encoder = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.dec_norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, 1)
+        self.readout = None
+        if summary_readout:
+            self.readout = nn.Embedding(n_genes, d_model)
+            nn.init.zeros_(self.readout.weight)
+
+    def encode(self, genes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Summary (cls) embedding, ``(B, d_model)``.
+
+        ``genes``: long ``(B, N)`` vocabulary indices; ``values``: float ``(B, N)`` standardised
+        values, NaN where missing. Missing genes are masked out of attention. The summary is the
+        cls position's residual stream, with no final LayerNorm (one stalled training here).
+        """
+        x = self.tokens(genes, values)
+        x = torch.cat([self.cls.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
+        missing = torch.isnan(values)
+        keep = None
+        if bool(missing.any()):
+            keep = torch.cat([torch.ones_like(missing[:, :1]), ~missing], dim=1)
+        for layer in self.encoder:
+            x = layer(x, keep)
+        return x[:, 0]
+
+    def decode(self, summary: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
+        """Restored standardised values ``(B, M)`` of ``genes`` (long ``(B, M)``) from ``summary``."""
+        g = self.tokens.query(genes)
+        s = summary
+        for layer in self.decoder:
+            s, g = layer(s, g)
+        out = self.head(self.dec_norm(g)).squeeze(-1)
+        if self.readout is not None:
+            out = out + torch.einsum("bd,bmd->bm", summary, self.readout(genes).to(summary.dtype))
+        return out
+
+    def forward(self, genes: torch.Tensor, values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Encode ``(genes, values)`` and restore the genes ``targets``."""
+        return self.decode(self.encode(genes, values), targets)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the entries where ``target`` is observed (not NaN)."""
+    obs = ~torch.isnan(target)
+    n = obs.sum()
+    diff = torch.where(obs, pred.float() - torch.nan_to_num(target.float()), torch.zeros((), device=pred.device))
+    return (diff * diff).sum() / n.clamp(min=1)

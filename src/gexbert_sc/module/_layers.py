@@ -1,0 +1,85 @@
+"""Encoder and decoder layers (pure torch)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward block (pre-norm, GELU)."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, d_ff)
+        self.fc2 = nn.Linear(d_ff, d_model)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc2(F.gelu(self.fc1(self.norm(x))))
+        if self.dropout and self.training:
+            h = F.dropout(h, self.dropout, True)
+        return h
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm self-attention layer with a fused QKV projection and SDPA.
+
+    ``keep`` is a boolean ``(B, N)`` mask, True where a token may be attended to
+    (missing genes are False, so they contribute nothing to any other token).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.n_heads = n_heads
+        self.norm = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.ff = FeedForward(d_model, d_ff, dropout)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        B, N, D = x.shape
+        H = self.n_heads
+        q, k, v = self.qkv(self.norm(x)).view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4).unbind(0)
+        mask = None if keep is None else keep[:, None, None, :]
+        drop = self.dropout if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        a = self.out(a.transpose(1, 2).reshape(B, N, D))
+        if self.dropout and self.training:
+            a = F.dropout(a, self.dropout, True)
+        x = x + a
+        return x + self.ff(x)
+
+
+class DecoderLayer(nn.Module):
+    """Decoder layer in which every token attends only to the summary position.
+
+    The paper's decoder has the encoder's layer structure, except that the genes to restore do
+    not attend to each other: each attends only to the summary (cls) position, and so does the
+    summary itself. Attention over a single key gives that key's value with weight exactly 1,
+    whatever the query, so the query and key projections cancel and the attention output is
+    ``out(value(norm(summary)))``, one vector per sample, added to every token. It is computed
+    once per sample: no N x N matrix, cost linear in the number of genes restored, and a gene's
+    output cannot depend on which other genes are restored.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.value = nn.Linear(d_model, d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.ff = FeedForward(d_model, d_ff, dropout)
+        self.dropout = dropout
+
+    def forward(self, summary: torch.Tensor, genes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a = self.out(self.value(self.norm(summary)))  # (B, D)
+        if self.dropout and self.training:
+            a = F.dropout(a, self.dropout, True)
+        summary = summary + a
+        genes = genes + a.unsqueeze(1)
+        return summary + self.ff(summary), genes + self.ff(genes)

@@ -1,0 +1,60 @@
+"""``pl.umap``: the UMAP of the GexBERT sample embeddings."""
+
+from __future__ import annotations
+
+import scanpy as sc
+from anndata import AnnData
+
+from ._utils import finish, new_axes
+
+
+def umap(
+    adata: AnnData,
+    *,
+    color: str | None = "cancer_type",
+    key: str = "gexbert",
+    title: str | None = None,
+    ax=None,
+    show: bool | None = None,
+    return_fig: bool = False,
+    save: str | None = None,
+    **kwargs,
+):
+    """Scatter of ``.obsm["X_" + key + "_umap"]`` (from :func:`gexbert_sc.tl.umap`), coloured by ``color``.
+
+    Parameters
+    ----------
+    adata
+        AnnData with the UMAP layout.
+    color
+        ``.obs`` column or gene to colour by.
+    key
+        The ``key`` given to :func:`~gexbert_sc.tl.umap`.
+    title
+        Panel title (default: says what the points are).
+    ax, show, return_fig, save
+        As in scanpy.
+    **kwargs
+        Passed to :func:`scanpy.pl.embedding`.
+
+    Returns
+    -------
+    The axes, or the figure with ``return_fig``, or None when shown.
+    """
+    basis = f"X_{key}_umap"
+    if basis not in adata.obsm:
+        raise KeyError(f".obsm[{basis!r}] not found; run gexbert_sc.tl.umap(adata, key={key!r}) first")
+    if color is not None and color not in adata.obs.columns and color not in adata.var_names:
+        raise KeyError(f"color={color!r} is neither an .obs column nor a gene; .obs columns: {list(adata.obs.columns)}")
+    fig, ax = new_axes(ax, (5.5, 4.5))
+    sc.pl.embedding(
+        adata,
+        basis=basis,
+        color=color,
+        ax=ax,
+        show=False,
+        title=title or f"GexBERT sample embeddings (n={adata.n_obs})",
+        frameon=False,
+        **kwargs,
+    )
+    return finish(fig, ax, show=show, return_fig=return_fig, save=save)

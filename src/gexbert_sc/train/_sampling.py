@@ -1,0 +1,66 @@
+"""Random gene subsets for training and inference."""
+
+from __future__ import annotations
+
+import torch
+
+
+def phase_sizes(n_genes: int, n_input: int, n_target: int, phase: int) -> tuple[int, int]:
+    """Input and target set sizes for a vocabulary of ``n_genes``.
+
+    Phase 1 restores the input genes themselves. Phase 2 restores other genes, disjoint from the
+    inputs; where the vocabulary is too small for both sets, the inputs are cut to at most half
+    the vocabulary and the targets take what remains (up to ``n_target``).
+    """
+    n_in = min(n_input, n_genes)
+    if phase == 1:
+        return n_in, n_in
+    if n_in + n_target > n_genes:
+        n_in = min(n_in, max(1, n_genes // 2))
+    return n_in, max(1, min(n_target, n_genes - n_in))
+
+
+def sample_genes(
+    n_rows: int,
+    n_genes: int,
+    n_input: int,
+    n_target: int,
+    phase: int,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, a random input set and a target set of vocabulary indices.
+
+    Returns long tensors ``(n_rows, n_in)`` and ``(n_rows, n_tgt)`` (sizes from :func:`phase_sizes`).
+    In phase 1 the targets are the inputs; in phase 2 they are disjoint from them.
+    """
+    n_in, n_tgt = phase_sizes(n_genes, n_input, n_target, phase)
+    keys = torch.rand(n_rows, n_genes, generator=generator)
+    k = n_in if phase == 1 else n_in + n_tgt
+    idx = keys.topk(k, dim=1, sorted=False).indices.to(device)
+    inputs = idx[:, :n_in]
+    targets = inputs if phase == 1 else idx[:, n_in:]
+    return inputs, targets
+
+
+def observed_first_subsets(
+    observed: torch.Tensor, n_input: int, n_repeats: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Seeded random input sets that favour observed genes, for inference.
+
+    ``observed`` is a boolean ``(B, G)`` mask. Each of ``n_repeats`` draws takes, per row, a
+    random ``min(n_input, G)`` genes among the observed ones (missing genes only fill up rows with
+    fewer observed genes than ``n_input``; they are masked out of attention anyway). Successive
+    draws walk through one random order of the observed genes, so together they cover as many
+    observed genes as ``n_repeats * n_input`` allows. Returns long ``(n_repeats, B, n_in)``.
+    """
+    B, G = observed.shape
+    n_in = min(n_input, G)
+    keys = torch.rand(B, G, generator=generator) + (~observed.cpu()).float() * 2.0
+    order = keys.argsort(dim=1)
+    n_obs = observed.sum(1).clamp(min=1).cpu()
+    out = []
+    for r in range(n_repeats):
+        pos = (torch.arange(n_in) + r * n_in)[None, :] % torch.maximum(n_obs, torch.tensor(n_in))[:, None]
+        out.append(order.gather(1, pos))
+    return torch.stack(out)
