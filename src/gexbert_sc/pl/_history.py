@@ -61,7 +61,7 @@ def history(
     ax.plot(ep, h["val_mean"], color="C3", lw=1, ls=":", label="validation: predict training mean")
     p2 = np.flatnonzero(h["phase"] == 2)
     if len(p2):
-        ax.axvspan(ep[p2[0]] - 0.5, ep[-1] + 0.5, color="0.93", zorder=0, label="phase 2")
+        ax.axvspan(ep[p2[0]] - 0.5, ep[-1] + 0.5, color="0.9", zorder=0, label="phase 2 (restore other genes)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE (standardised units)")
     if log_y:

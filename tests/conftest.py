@@ -1,0 +1,38 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import gexbert_sc as gb  # noqa: E402
+
+TINY = dict(d_model=16, n_layers=1, n_heads=2, d_ff=32, n_levels=16, n_input=32, n_target=32, batch_size=16)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
+def small_adata():
+    """A small synthetic cohort: 120 samples x 60 genes, 3 types."""
+    return gb.datasets.synthetic(n_obs=120, n_vars=60, n_types=3, n_modules=4, module_size=10, random_state=1)
+
+
+@pytest.fixture(scope="session")
+def trained():
+    """A tiny model trained briefly on a small synthetic cohort (shared, do not modify)."""
+    adata = gb.datasets.synthetic(n_obs=150, n_vars=80, n_types=3, n_modules=4, module_size=12, random_state=2)
+    model = gb.GexBERT(adata, random_state=0, **TINY).train(phase1_epochs=2, phase2_epochs=2, progress=False)
+    return model, adata
+
+
+def tiny_model(adata, **kw):
+    return gb.GexBERT(adata, random_state=0, **{**TINY, **kw})
+
+
+def assert_finite(x):
+    assert np.isfinite(x).all()

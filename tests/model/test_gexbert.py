@@ -1,0 +1,199 @@
+import json
+import warnings
+
+import anndata as ad
+import numpy as np
+import pytest
+
+import gexbert_sc as gb
+from gexbert_sc.model import GexBERTConfig, resolve_config
+
+from ..conftest import TINY, tiny_model
+
+
+def test_training_beats_mean_prediction_by_a_real_margin():
+    adata = gb.datasets.synthetic(n_obs=400, n_vars=200, n_types=4, n_modules=8, module_size=20, random_state=3)
+    model = gb.GexBERT(
+        adata, random_state=0, d_model=32, n_layers=2, n_heads=4, d_ff=64, n_input=64, n_target=64
+    ).train(phase1_epochs=8, phase2_epochs=12, progress=False)
+    m = model.metrics
+    # restoring genes that were not in the input: at least 25% below predicting the training mean
+    assert m["val_other"] < 0.75 * m["val_mean"], m
+    assert m["val_same"] < 0.75 * m["val_mean"], m
+    assert 0.8 < m["val_mean"] < 1.3
+    # and the history records both phases with decreasing loss
+    phases = [h["phase"] for h in model.history]
+    assert phases[0] == 1 and phases[-1] == 2
+    assert model.history[-1]["train_loss"] < model.history[0]["train_loss"]
+
+
+def test_restore_is_in_input_units_and_tracks_truth(trained):
+    model, adata = trained
+    genes = adata.var_names[:10]
+    r = model.restore(adata, genes=genes)
+    assert r.shape == (adata.n_obs, 10) and r.dtype == np.float32
+    x = adata[:, genes].X
+    # same scale as the input (raw log scale, not z-scores)
+    assert np.allclose(r.mean(0), x.mean(0), atol=0.5 * x.std(0).max())
+    z = model.restore(adata, genes=genes, standardized=True)
+    sd, mean = model._sd[0, :10], model._mean[0, :10]
+    assert np.allclose(r, z * sd + mean, atol=1e-4)
+
+
+def test_restore_rejects_unknown_genes(trained):
+    model, adata = trained
+    with pytest.raises(KeyError, match="not in the model's vocabulary"):
+        model.restore(adata, genes=["NOT_A_GENE"])
+
+
+def test_embed_shape_and_determinism(trained):
+    model, adata = trained
+    e1 = model.embed(adata)
+    e2 = model.embed(adata)
+    assert e1.shape == (adata.n_obs, TINY["d_model"])
+    assert np.array_equal(e1, e2)
+    e3 = model.embed(adata, random_state=1)
+    assert not np.array_equal(e1, e3)
+
+
+def test_same_random_state_same_model(small_adata):
+    a = tiny_model(small_adata).train(phase1_epochs=1, phase2_epochs=1, progress=False)
+    b = tiny_model(small_adata).train(phase1_epochs=1, phase2_epochs=1, progress=False)
+    assert np.array_equal(a.embed(), b.embed())
+    assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
+    c = gb.GexBERT(small_adata, random_state=1, **TINY).train(phase1_epochs=1, phase2_epochs=1, progress=False)
+    assert not np.array_equal(a.embed(), c.embed())
+
+
+def test_save_load_round_trip_is_identical(trained, tmp_path):
+    model, adata = trained
+    model.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.json", "model.safetensors"]
+    loaded = gb.GexBERT.load(tmp_path / "m", adata)
+    assert np.array_equal(model.embed(adata), loaded.embed(adata))
+    g = adata.var_names[:7]
+    assert np.array_equal(model.restore(adata, genes=g), loaded.restore(adata, genes=g))
+    assert loaded.history == model.history and loaded.config == model.config
+    assert not list(tmp_path.glob(".m.tmp-*"))
+
+
+def test_save_refuses_existing_unless_overwrite(trained, tmp_path):
+    model, _ = trained
+    model.save(tmp_path / "m")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save(tmp_path / "m")
+    model.save(tmp_path / "m", overwrite=True)
+    assert gb.GexBERT.load(tmp_path / "m").genes.tolist() == model.genes.tolist()
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_load_aligns_genes_with_warning(trained, tmp_path):
+    model, adata = trained
+    model.save(tmp_path / "m")
+    # drop 5 known genes, add 3 unknown ones, shuffle the order
+    keep = adata.var_names[5:]
+    X = np.hstack([adata[:, keep].X, np.ones((adata.n_obs, 3), np.float32)])
+    names = list(keep) + ["EXTRA1", "EXTRA2", "EXTRA3"]
+    order = np.random.default_rng(0).permutation(len(names))
+    other = ad.AnnData(X[:, order], obs=adata.obs.copy())
+    other.var_names = [names[i] for i in order]
+    with pytest.warns(UserWarning, match=r"3 of the AnnData's 78 genes .* 5 of the model's 80 genes"):
+        loaded = gb.GexBERT.load(tmp_path / "m", other)
+    # the result equals encoding the original data with those 5 genes missing
+    masked = adata.copy()
+    masked.X[:, :5] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        e_other = loaded.embed(other)
+    assert np.allclose(e_other, model.embed(masked), atol=1e-5)
+    r = loaded.restore(other, genes=adata.var_names[:5])  # absent genes can still be restored
+    assert np.isfinite(r).all()
+
+
+def test_no_overlap_is_a_clear_error(trained, tmp_path):
+    model, adata = trained
+    other = ad.AnnData(np.zeros((3, 2), np.float32))
+    other.var_names = ["X1", "X2"]
+    with pytest.raises(ValueError, match="none of the 2 genes"):
+        model.embed(other)
+
+
+def test_load_refuses_damaged_models(trained, tmp_path):
+    model, _ = trained
+    model.save(tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="no model directory"):
+        gb.GexBERT.load(tmp_path / "nothing")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"\x00\x01garbage")
+    with pytest.raises(ValueError, match="damaged"):
+        gb.GexBERT.load(tmp_path / "m")
+    model.save(tmp_path / "m2")
+    meta = json.loads((tmp_path / "m2" / "model.json").read_text())
+    meta["format_version"] = 99
+    (tmp_path / "m2" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format 99"):
+        gb.GexBERT.load(tmp_path / "m2")
+    model.save(tmp_path / "m3")
+    meta = json.loads((tmp_path / "m3" / "model.json").read_text())
+    meta["config"]["d_model"] = 32
+    (tmp_path / "m3" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="do not match its config"):
+        gb.GexBERT.load(tmp_path / "m3")
+    (tmp_path / "m3" / "model.json").unlink()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        gb.GexBERT.load(tmp_path / "m3")
+
+
+def test_batch_key_standardises_within_batches():
+    a = gb.datasets.synthetic(n_obs=100, n_vars=40, n_types=2, n_modules=2, module_size=10, random_state=0)
+    b = a.copy()
+    b.X = b.X * 3 + 10  # another platform: other scale and offset
+    b.obs_names = [f"{n}_b" for n in b.obs_names]
+    a.obs["cohort"], b.obs["cohort"] = "A", "B"
+    both = ad.concat([a, b])
+    model = tiny_model(both, batch_key="cohort", val_fraction=0.0)
+    assert model.batches == ["A", "B"]
+    tr = model._train_rows
+    mask_b = (both.obs["cohort"] == "B").to_numpy()[tr]
+    assert np.allclose(model._mean[1], both.X[tr][mask_b].mean(0), rtol=1e-4)
+    assert np.allclose(model._sd[1] / model._sd[0], 3, rtol=1e-3)
+    model.train(phase1_epochs=1, phase2_epochs=0, progress=False)
+    r = model.restore(both, genes=both.var_names[:3])
+    # restored values of cohort B come back on B's scale (offset 10, x3), not A's
+    assert np.allclose(r[100:].mean(0), both.X[100:, :3].mean(0), atol=1.5)
+    assert np.allclose(r[:100].mean(0), both.X[:100, :3].mean(0), atol=0.5)
+    # a cohort the model has not seen is standardised with its own statistics
+    c = a.copy()
+    c.X = c.X - 50
+    c.obs["cohort"] = "C"
+    rc = model.restore(c, genes=c.var_names[:3])
+    assert np.allclose(rc.mean(0), c.X[:, :3].mean(0), atol=1.0)
+
+
+def test_layer_is_used(small_adata):
+    small_adata.layers["shifted"] = small_adata.X + 100
+    model = tiny_model(small_adata, layer="shifted")
+    assert np.allclose(model._mean[0], small_adata.layers["shifted"][model._train_rows].mean(0), rtol=1e-4)
+    with pytest.raises(KeyError, match="Close matches"):
+        tiny_model(small_adata, layer="shifed")
+
+
+def test_config_presets_and_overrides():
+    paper = resolve_config("paper")
+    assert (paper.d_model, paper.n_layers, paper.n_heads, paper.n_input, paper.n_levels) == (200, 8, 8, 512, 64)
+    assert paper.value_encoding == "binned"
+    assert resolve_config("cpu", n_input=10).n_input == 10
+    assert resolve_config({"d_model": 32, "n_heads": 4}).d_model == 32
+    with pytest.raises(TypeError, match="did you mean 'n_input'"):
+        resolve_config("cpu", n_inputs=3)
+    with pytest.raises(ValueError, match="divisible"):
+        resolve_config("cpu", d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="n_levels"):
+        resolve_config("cpu", n_levels=1)
+    with pytest.raises(ValueError, match="unknown config preset"):
+        resolve_config("gpu")
+    assert isinstance(resolve_config(GexBERTConfig()), GexBERTConfig)
+
+
+def test_repr(trained):
+    model, _ = trained
+    assert "80 genes" in repr(model) and "trained 4 epochs" in repr(model)

@@ -1,0 +1,82 @@
+import math
+
+import pytest
+import torch
+
+from gexbert_sc.module import GexBERTModule, masked_mse
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    m = GexBERTModule(n_genes=50, d_model=16, n_layers=2, n_heads=4, d_ff=32, n_levels=8).eval()
+    return m
+
+
+def test_missing_gene_is_masked_out_of_attention(net):
+    genes = torch.tensor([[3, 7, 11, 20, 31]])
+    vals = torch.tensor([[0.5, -1.0, float("nan"), 2.0, 0.1]])
+    with torch.no_grad():
+        s_nan = net.encode(genes, vals)
+        # the same sample without the missing gene at all
+        s_without = net.encode(genes[:, [0, 1, 3, 4]], vals[:, [0, 1, 3, 4]])
+        # a different gene identity in the missing slot
+        s_other = net.encode(torch.tensor([[3, 7, 42, 20, 31]]), vals)
+        # the missing gene observed instead changes the summary
+        s_obs = net.encode(genes, torch.tensor([[0.5, -1.0, 1.5, 2.0, 0.1]]))
+    assert torch.allclose(s_nan, s_without, atol=1e-5)
+    assert torch.allclose(s_nan, s_other, atol=1e-5)
+    assert (s_nan - s_obs).abs().max() > 1e-3
+
+
+def test_all_missing_sample_gives_finite_summary(net):
+    vals = torch.full((2, 4), float("nan"))
+    vals[1] = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    with torch.no_grad():
+        s = net.encode(torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4]]), vals)
+    assert torch.isfinite(s).all()
+
+
+@pytest.mark.parametrize("readout", [True, False])
+def test_decoder_genes_are_independent(readout):
+    torch.manual_seed(1)
+    net = GexBERTModule(n_genes=40, d_model=16, n_layers=2, n_heads=2, d_ff=32, summary_readout=readout).eval()
+    if readout:
+        torch.nn.init.normal_(net.readout.weight)
+    genes = torch.tensor([[0, 5, 9, 17, 33, 39], [2, 3, 4, 5, 6, 7]])
+    summary = torch.randn(2, 16)
+    with torch.no_grad():
+        together = net.decode(summary, genes)
+        one_by_one = torch.cat([net.decode(summary, genes[:, j : j + 1]) for j in range(genes.shape[1])], dim=1)
+        # the same gene next to different company
+        swapped = net.decode(summary, torch.tensor([[5, 0, 1], [5, 0, 1]]))
+    assert torch.allclose(together, one_by_one, atol=1e-5)
+    assert torch.allclose(swapped[0, 0], together[0, 1], atol=1e-5)
+
+
+def test_decoder_memory_is_linear_in_genes(net):
+    # 20,000 genes to restore from 2 summaries: an N x N attention would need 1.6e9 floats
+    big = GexBERTModule(n_genes=20_000, d_model=16, n_layers=1, n_heads=2, d_ff=32).eval()
+    with torch.no_grad():
+        out = big.decode(torch.randn(2, 16), torch.arange(20_000).expand(2, -1))
+    assert out.shape == (2, 20_000) and torch.isfinite(out).all()
+
+
+def test_masked_mse_ignores_missing_targets():
+    pred = torch.tensor([[1.0, 2.0, 3.0]])
+    tgt = torch.tensor([[0.0, float("nan"), 5.0]])
+    assert math.isclose(float(masked_mse(pred, tgt)), (1.0 + 4.0) / 2)
+    assert float(masked_mse(pred, torch.full_like(tgt, float("nan")))) == 0.0
+
+
+def test_gradients_reach_every_trainable_part(net):
+    net.train()
+    genes = torch.randint(0, 50, (4, 10))
+    vals = torch.randn(4, 10)
+    vals[0, 0] = float("nan")
+    loss = masked_mse(net(genes, vals, genes), vals)
+    loss.backward()
+    assert net.cls.grad.abs().sum() > 0
+    assert net.tokens.gene.weight.grad.abs().sum() > 0
+    assert net.tokens.gene_value.weight.grad.abs().sum() > 0
+    assert net.tokens.missing.grad is not None

@@ -1,0 +1,38 @@
+import torch
+
+from gexbert_sc.train import observed_first_subsets, phase_sizes, sample_genes
+
+
+def test_phase_sizes():
+    assert phase_sizes(1000, 256, 256, 1) == (256, 256)
+    assert phase_sizes(1000, 256, 128, 2) == (256, 128)
+    assert phase_sizes(100, 256, 256, 1) == (100, 100)
+    n_in, n_tgt = phase_sizes(100, 256, 256, 2)
+    assert n_in == 50 and n_tgt == 50
+
+
+def test_sample_genes_phase2_disjoint_and_seeded():
+    g = torch.Generator().manual_seed(0)
+    gi, gt = sample_genes(8, 100, 30, 40, 2, g)
+    assert gi.shape == (8, 30) and gt.shape == (8, 40)
+    for a, b in zip(gi, gt):
+        assert len(set(a.tolist()) | set(b.tolist())) == 70
+    gi1, gt1 = sample_genes(8, 100, 30, 30, 1, torch.Generator().manual_seed(5))
+    gi2, _ = sample_genes(8, 100, 30, 30, 1, torch.Generator().manual_seed(5))
+    assert torch.equal(gi1, gt1) and torch.equal(gi1, gi2)
+    assert all(len(set(r.tolist())) == 30 for r in gi1)
+
+
+def test_observed_first_subsets_prefer_observed_and_cover():
+    obs = torch.zeros(3, 50, dtype=torch.bool)
+    obs[0, :40] = True  # 40 observed
+    obs[1, :5] = True  # fewer observed than n_input
+    obs[2] = True
+    sub = observed_first_subsets(obs, n_input=10, n_repeats=4, generator=torch.Generator().manual_seed(0))
+    assert sub.shape == (4, 3, 10)
+    row0 = sub[:, 0].reshape(-1)
+    assert set(row0.tolist()) == set(range(40))  # 4 x 10 walks through all 40 observed genes
+    assert set(range(5)) <= set(sub[0, 1].tolist())  # all observed genes used, the rest filled up
+    for r in range(4):
+        for b in range(3):
+            assert len(set(sub[r, b].tolist())) == 10
