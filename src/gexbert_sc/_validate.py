@@ -66,3 +66,46 @@ def obs_labels(adata: AnnData, key: str) -> pd.Series:
     """The ``adata.obs[key]`` column as strings (NaN kept as NaN)."""
     col = adata.obs[key]
     return col.astype("object").where(col.notna(), None).map(lambda v: None if v is None else str(v))
+
+
+def check_not_counts(X: np.ndarray, where: str = "adata.X") -> None:
+    """Refuse raw counts (non-negative integers over a wide range): GexBERT expects log-scale values."""
+    v = X[np.isfinite(X)]
+    if v.size == 0:
+        return
+    if v.size > 1_000_000:
+        v = v[np.random.default_rng(0).choice(v.size, 1_000_000, replace=False)]
+    vmax = float(v.max())
+    if float(v.min()) >= 0 and vmax > 1000 and np.all(v == np.round(v)):
+        raise ValueError(
+            f"{where} looks like raw counts (non-negative integers up to {vmax:,.0f}); GexBERT expects "
+            "log-scale values. Run gexbert_sc.pp.log_normalize(adata) (log1p of counts per million, raw counts "
+            "kept in .layers['counts']), or pass layer= naming a log-scale layer"
+        )
+
+
+def check_observed(X: np.ndarray, var_names, obs_names, where: str = "adata.X") -> None:
+    """Refuse samples or genes without a single observed value, and constant genes."""
+    obs = ~np.isnan(X)
+    empty_genes = np.flatnonzero(~obs.any(0))
+    if len(empty_genes):
+        ex = [str(var_names[i]) for i in empty_genes[:5]]
+        raise ValueError(
+            f"{len(empty_genes)} gene(s) have no observed value in {where} (all NaN), e.g. {ex}; drop them, e.g. "
+            "adata = adata[:, ~np.isnan(adata.X).all(axis=0)].copy()"
+        )
+    empty_samples = np.flatnonzero(~obs.any(1))
+    if len(empty_samples):
+        ex = [str(obs_names[i]) for i in empty_samples[:5]]
+        raise ValueError(
+            f"{len(empty_samples)} sample(s) have no observed value in {where} (all NaN), e.g. {ex}; drop them, e.g. "
+            "adata = adata[~np.isnan(adata.X).all(axis=1)].copy()"
+        )
+    with np.errstate(invalid="ignore"):
+        const = np.flatnonzero(np.nanmax(X, 0) - np.nanmin(X, 0) == 0)
+    if len(const):
+        ex = [str(var_names[i]) for i in const[:5]]
+        raise ValueError(
+            f"{len(const)} gene(s) are constant in {where}, e.g. {ex}; they carry no information and cannot be "
+            "standardised. Drop them, e.g. adata = adata[:, np.nanstd(adata.X, axis=0) > 0].copy()"
+        )

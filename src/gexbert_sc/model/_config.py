@@ -56,6 +56,9 @@ class GexBERTConfig:
         Epochs without improvement of the validation loss before a phase stops early.
     val_fraction
         Fraction of the samples held out to watch the validation loss (paper: 0.2).
+    min_steps_per_epoch
+        Small cohorts repeat their (shuffled) samples within an epoch until it has this many
+        optimisation steps; every visit draws other genes.
     """
 
     d_model: int = 64
@@ -77,10 +80,12 @@ class GexBERTConfig:
     phase2_epochs: int = 25
     patience: int = 8
     val_fraction: float = 0.2
+    min_steps_per_epoch: int = 25
 
     def validate(self) -> GexBERTConfig:
         """Raise ``ValueError`` naming the first setting that is out of range."""
-        positive = ["d_model", "n_layers", "n_heads", "d_ff", "n_input", "n_target", "batch_size", "patience"]
+        positive = ["d_model", "n_layers", "n_heads", "d_ff", "n_input", "n_target", "batch_size", "patience",
+                    "min_steps_per_epoch"]
         for name in positive:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

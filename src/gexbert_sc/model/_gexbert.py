@@ -22,7 +22,9 @@ from .._validate import (
     check_anndata,
     check_layer,
     check_matrix_values,
+    check_not_counts,
     check_obs_key,
+    check_observed,
     check_unique_genes,
     obs_labels,
 )
@@ -99,10 +101,16 @@ class GexBERT:
         self.config = resolve_config(config, **config_overrides)
         X = adata.layers[layer] if layer is not None else adata.X
         check_matrix_values(X, f"adata.layers[{layer!r}]" if layer else "adata.X")
+        where = f"adata.layers[{layer!r}]" if layer else "adata.X"
         n_obs, n_vars = adata.shape
         if n_vars < 2:
             raise ValueError(f"adata has {n_vars} gene(s); GexBERT needs at least 2")
         n_val = int(round(self.config.val_fraction * n_obs))
+        if self.config.val_fraction > 0 and n_val < 1:
+            raise ValueError(
+                f"adata has {n_obs} samples: val_fraction={self.config.val_fraction} leaves no validation sample; "
+                "add samples, raise val_fraction, or set val_fraction=0 (then no early stopping)"
+            )
         if n_obs - n_val < 2:
             raise ValueError(
                 f"adata has {n_obs} sample(s): too few to train with val_fraction={self.config.val_fraction} "
@@ -121,6 +129,8 @@ class GexBERT:
         self._train_rows = np.sort(perm[n_val:])
 
         raw = self._aligned(adata, np.arange(n_obs))
+        check_not_counts(raw, where)
+        check_observed(raw, adata.var_names, adata.obs_names, where)
         if batch_key is None:
             self.batches = [_ALL]
             codes = np.zeros(n_obs, dtype=int)
@@ -174,6 +184,9 @@ class GexBERT:
         check_unique_genes(adata)
         if self.batch_key is not None:
             check_obs_key(adata, self.batch_key, "batch_key (the model's)")
+        X = adata.layers[self.layer] if self.layer is not None else adata.X
+        if not getattr(adata, "isbacked", False):
+            check_matrix_values(X, f"adata.layers[{self.layer!r}]" if self.layer else "adata.X")
         cols = self._alignment(adata)
         n_known = int((cols >= 0).sum())
         if n_known == 0:
@@ -246,6 +259,9 @@ class GexBERT:
         phase2_epochs: int | None = None,
         device: str | torch.device = "auto",
         progress: bool = True,
+        checkpoint_dir: str | os.PathLike | None = None,
+        checkpoint_every: int = 1,
+        resume: bool = False,
     ) -> GexBERT:
         """Pretrain in the paper's two phases, watching the validation loss.
 
@@ -261,6 +277,15 @@ class GexBERT:
             ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or a torch device.
         progress
             Show a tqdm progress bar.
+        checkpoint_dir
+            Folder for ``checkpoint.pt``, written atomically every ``checkpoint_every`` epochs and
+            at the end of each phase.
+        checkpoint_every
+            Epochs between checkpoints.
+        resume
+            Continue from the checkpoint in ``checkpoint_dir`` (if there is one). Build the model
+            with the same AnnData, settings and ``random_state`` as the interrupted run; the
+            result then equals an uninterrupted run on CPU.
 
         Returns
         -------
@@ -294,6 +319,10 @@ class GexBERT:
             seed=self.random_state,
             progress=progress,
             history=self.history,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            fingerprint=self._fingerprint(),
         )
         if len(self._val_rows):
             vs = ValidationSet.make(self._val_rows, len(self.genes), plan, self.random_state + 1)
@@ -307,6 +336,16 @@ class GexBERT:
         self.module.eval()
         return self
 
+    def _fingerprint(self) -> str:
+        """Identifies the vocabulary, split and standardisation (for resuming checkpoints)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for part in (self.genes.astype("U").tobytes(), self._train_rows.tobytes(), self._val_rows.tobytes(),
+                     np.ascontiguousarray(self._mean).tobytes(), np.ascontiguousarray(self._sd).tobytes()):
+            h.update(part)
+        return h.hexdigest()
+
     def _plan(self, phase_epochs: tuple[int, int]) -> TrainPlan:
         c = self.config
         return TrainPlan(
@@ -317,6 +356,7 @@ class GexBERT:
             weight_decay=c.weight_decay,
             phase_epochs=phase_epochs,
             patience=c.patience,
+            min_steps_per_epoch=c.min_steps_per_epoch,
         )
 
     # ------------------------------------------------------------------ inference

@@ -26,6 +26,8 @@ def fit(
     phase2_epochs: int | None = None,
     device: str | torch.device = "auto",
     progress: bool = True,
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
     random_state: int = 0,
     key_added: str = "gexbert",
     copy: bool = False,
@@ -49,6 +51,10 @@ def fit(
         ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
     progress
         Show a progress bar.
+    checkpoint_dir
+        Write a training checkpoint there after every epoch (see :meth:`GexBERT.train`).
+    resume
+        Continue an interrupted run from the checkpoint in ``checkpoint_dir``.
     random_state
         Seeds everything; the same value gives the same model and embeddings on CPU.
     key_added
@@ -84,7 +90,14 @@ def fit(
     model = GexBERT(
         adata, layer=layer, config=config, batch_key=batch_key, random_state=random_state, **config_overrides
     )
-    model.train(phase1_epochs=phase1_epochs, phase2_epochs=phase2_epochs, device=device, progress=progress)
+    model.train(
+        phase1_epochs=phase1_epochs,
+        phase2_epochs=phase2_epochs,
+        device=device,
+        progress=progress,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+    )
     emb = model.embed(adata, random_state=random_state)
     obsm_key = f"X_{key_added}"
     adata.obsm[obsm_key] = emb

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
+import os
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,6 +32,9 @@ class TrainPlan:
     ``phase_epochs`` gives the maximum number of epochs of phase 1 (restore the input genes) and
     phase 2 (restore other genes); each phase stops early once its validation loss has not
     improved by ``min_delta`` for ``patience`` epochs, and the best weights of the phase are kept.
+    An epoch is one pass over the training samples in random order, or, when that is fewer than
+    ``min_steps_per_epoch`` batches, as many shuffled passes as make up that many batches (each
+    visit of a sample draws other genes), so small cohorts still get enough optimisation steps.
     """
 
     n_input: int
@@ -40,6 +47,7 @@ class TrainPlan:
     min_delta: float = 1e-4
     warmup_steps: int = 50
     grad_clip: float = 1.0
+    min_steps_per_epoch: int = 25
 
 
 @dataclass
@@ -97,6 +105,44 @@ def evaluate(
     return {"val_same": sums[1] / c1, "val_other": sums[2] / c2, "val_mean": sums["mean"] / c2}
 
 
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def _lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak by ``total_steps``."""
+    warm = min(warmup_steps, max(1, total_steps // 10))
+    if step < warm:
+        return (step + 1) / warm
+    t = (step - warm) / max(1, total_steps - warm)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Write ``payload`` atomically: a temporary file in the same folder, fsync, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code runs)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, tampered or foreign file
+        raise ValueError(
+            f"checkpoint {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            "delete it to start over, or pass resume=False"
+        ) from None
+
+
 def train_module(
     module: GexBERTModule,
     fetch: RowFetcher,
@@ -109,6 +155,10 @@ def train_module(
     seed: int = 0,
     progress: bool = True,
     history: list[dict] | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
+    fingerprint: str = "",
 ) -> list[dict]:
     """Pretrain ``module`` in the paper's two phases with AdamW.
 
@@ -134,6 +184,18 @@ def train_module(
         Show a tqdm progress bar.
     history
         A list to append one record per epoch to (a new one if None).
+    checkpoint_dir
+        Write ``checkpoint.pt`` there every ``checkpoint_every`` epochs and at the end of each
+        phase (atomically: temporary file, then rename).
+    checkpoint_every
+        Epochs between checkpoints.
+    resume
+        Continue from the checkpoint in ``checkpoint_dir`` if there is one: weights, optimiser,
+        learning-rate schedule, early-stopping state, random generators and history are restored,
+        so the result equals an uninterrupted run (on CPU).
+    fingerprint
+        A string identifying the data and model set-up; resuming from a checkpoint with another
+        fingerprint is refused.
 
     Returns
     -------
@@ -141,38 +203,73 @@ def train_module(
     ``val_other``, ``val_mean``, ``lr`` and ``seconds``.
     """
     history = [] if history is None else history
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    ckpt = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    if resume and ckpt is None:
+        raise ValueError("resume=True needs checkpoint_dir, the folder the interrupted run wrote checkpoints to")
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     train_rows = np.asarray(train_rows)
     vs = ValidationSet.make(val_rows, n_genes, plan, seed + 1) if len(val_rows) else None
     opt = torch.optim.AdamW(module.parameters(), lr=plan.lr, weight_decay=plan.weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(train_rows) / plan.batch_size))
+    passes = max(1, math.ceil(plan.min_steps_per_epoch * plan.batch_size / max(len(train_rows), 1)))
+    steps_per_epoch = max(1, math.ceil(passes * len(train_rows) / plan.batch_size))
+    plan_key = json.dumps({**asdict(plan), "n_genes": n_genes, "seed": seed, "fingerprint": fingerprint},
+                          sort_keys=True)
+
+    # where we are: phase, epoch within it, early-stopping state
+    st = {"phase": 1, "ep": 0, "best": math.inf, "bad": 0}
+    best_state = None
+    if resume and ckpt.exists():
+        c = load_checkpoint(ckpt)
+        if c.get("plan") != plan_key:
+            raise ValueError(
+                f"the checkpoint in {ckpt.parent} was written for other data or settings; "
+                "use another checkpoint_dir or delete it to start over"
+            )
+        module.load_state_dict(c["module"])
+        opt.load_state_dict(c["optimizer"])
+        best_state = c["best_state"]
+        st = dict(c["state"])
+        rng.bit_generator.state = json.loads(c["numpy_rng"])
+        gen.set_state(c["torch_rng"])
+        history[:] = list(c["history"])
+        logger.info("resumed from %s at epoch %d (phase %d)", ckpt, len(history), st["phase"])
+
+    def write_checkpoint() -> None:
+        if ckpt is None:
+            return
+        save_checkpoint(
+            ckpt,
+            {
+                "plan": plan_key,
+                "module": module.state_dict(),
+                "optimizer": opt.state_dict(),
+                "best_state": best_state,
+                "state": st,
+                "numpy_rng": json.dumps(rng.bit_generator.state),
+                "torch_rng": gen.get_state(),
+                "history": history,
+            },
+        )
+
     total_epochs = sum(plan.phase_epochs)
     bar = tqdm(total=total_epochs, desc="GexBERT", unit="epoch", disable=not progress, leave=False)
-    epoch_global = len(history)
+    bar.update(min(len(history), total_epochs))
     try:
-        for phase, max_epochs in zip((1, 2), plan.phase_epochs):
-            if max_epochs <= 0:
-                continue
-            total_steps = max_epochs * steps_per_epoch
-            warm = min(plan.warmup_steps, max(1, total_steps // 10))
-
-            def lr_at(step: int, total_steps=total_steps, warm=warm) -> float:
-                if step < warm:
-                    return (step + 1) / warm
-                t = (step - warm) / max(1, total_steps - warm)
-                return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+        while st["phase"] <= 2:
+            phase = st["phase"]
+            max_epochs = plan.phase_epochs[phase - 1]
             key = "val_same" if phase == 1 else "val_other"
-            best, best_state, bad = math.inf, None, 0
+            stop = st["ep"] >= max_epochs
             bar.set_description(f"GexBERT phase {phase}")
-            for ep in range(max_epochs):
+            while not stop:
                 t0 = time.perf_counter()
                 module.train()
-                perm = rng.permutation(train_rows)
+                perm = np.concatenate([rng.permutation(train_rows) for _ in range(passes)])
                 loss_sum, loss_n = 0.0, 0
-                for start in range(0, len(perm), plan.batch_size):
+                for i, start in enumerate(range(0, len(perm), plan.batch_size)):
                     rows = np.sort(perm[start : start + plan.batch_size])
                     x = fetch(rows).to(device, non_blocking=True)
                     gi, gt = sample_genes(len(rows), n_genes, plan.n_input, plan.n_target, phase, gen, device)
@@ -184,38 +281,43 @@ def train_module(
                     loss.backward()
                     if plan.grad_clip:
                         torch.nn.utils.clip_grad_norm_(module.parameters(), plan.grad_clip)
+                    lr = plan.lr * _lr_factor(st["ep"] * steps_per_epoch + i, max_epochs * steps_per_epoch,
+                                              plan.warmup_steps)
+                    for group in opt.param_groups:
+                        group["lr"] = lr
                     opt.step()
-                    sched.step()
                     loss_sum += float(loss.detach()) * len(rows)
                     loss_n += len(rows)
-                rec = {
-                    "phase": phase,
-                    "epoch": epoch_global,
-                    "train_loss": loss_sum / max(loss_n, 1),
-                    "lr": opt.param_groups[0]["lr"],
-                }
+                rec = {"phase": phase, "epoch": len(history), "train_loss": loss_sum / max(loss_n, 1), "lr": lr}
                 if vs is not None:
                     rec.update(evaluate(module, fetch, vs, max(plan.batch_size, 64), device))
                 else:
                     rec.update({"val_same": math.nan, "val_other": math.nan, "val_mean": math.nan})
                 rec["seconds"] = time.perf_counter() - t0
                 history.append(rec)
-                epoch_global += 1
+                st["ep"] += 1
                 bar.update(1)
                 bar.set_postfix(train=f"{rec['train_loss']:.3f}", val=f"{rec[key]:.3f}")
-                if vs is None:
-                    continue
-                if rec[key] < best - plan.min_delta:
-                    best, bad = rec[key], 0
-                    best_state = copy.deepcopy(module.state_dict())
-                else:
-                    bad += 1
-                    if bad >= plan.patience:
-                        logger.info("phase %d stopped early after %d epochs (best %s %.4f)", phase, ep + 1, key, best)
-                        bar.update(max_epochs - ep - 1)
-                        break
+                if vs is not None:
+                    if rec[key] < st["best"] - plan.min_delta:
+                        st["best"], st["bad"] = rec[key], 0
+                        best_state = copy.deepcopy(module.state_dict())
+                    else:
+                        st["bad"] += 1
+                        if st["bad"] >= plan.patience:
+                            logger.info("phase %d stopped early after %d epochs (best %s %.4f)",
+                                        phase, st["ep"], key, st["best"])
+                            bar.update(max_epochs - st["ep"])
+                            stop = True
+                stop = stop or st["ep"] >= max_epochs
+                if not stop and len(history) % checkpoint_every == 0:
+                    write_checkpoint()
+            # end of phase: keep its best weights, move on
             if best_state is not None:
                 module.load_state_dict(best_state)
+            best_state = None
+            st = {"phase": phase + 1, "ep": 0, "best": math.inf, "bad": 0}
+            write_checkpoint()
     finally:
         bar.close()
     return history
