@@ -197,3 +197,34 @@ def test_config_presets_and_overrides():
 def test_repr(trained):
     model, _ = trained
     assert "80 genes" in repr(model) and "trained 4 epochs" in repr(model)
+
+
+def test_interrupted_save_keeps_the_old_model(trained, tmp_path, monkeypatch):
+    model, adata = trained
+    model.save(tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("interrupted while writing")
+
+    monkeypatch.setattr("json.dump", crash)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(tmp_path / "m", overwrite=True)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left behind
+    gb.GexBERT.load(tmp_path / "m", adata)
+
+
+def test_tampered_weights_are_refused(trained, tmp_path):
+    model, _ = trained
+    model.save(tmp_path / "m")
+    f = tmp_path / "m" / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    f.write_bytes(bytes(data[: len(data) - 100]))  # truncated
+    with pytest.raises(ValueError, match="damaged"):
+        gb.GexBERT.load(tmp_path / "m")
+    data[8:20] = b'{"__pickle__'  # header rewritten
+    f.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="damaged"):
+        gb.GexBERT.load(tmp_path / "m")

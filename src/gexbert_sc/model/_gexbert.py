@@ -20,6 +20,7 @@ from anndata import AnnData
 from .. import __version__
 from .._validate import (
     check_anndata,
+    check_dtype,
     check_layer,
     check_matrix_values,
     check_not_counts,
@@ -39,6 +40,7 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 _ALL = "__all__"
+_CHUNK_VALUES = 250_000  # values read per chunk when scanning a matrix
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -99,9 +101,8 @@ class GexBERT:
         check_obs_key(adata, batch_key, "batch_key")
         check_unique_genes(adata)
         self.config = resolve_config(config, **config_overrides)
-        X = adata.layers[layer] if layer is not None else adata.X
-        check_matrix_values(X, f"adata.layers[{layer!r}]" if layer else "adata.X")
         where = f"adata.layers[{layer!r}]" if layer else "adata.X"
+        check_dtype(adata.layers[layer] if layer is not None else adata.X, where)  # values: checked in _scan
         n_obs, n_vars = adata.shape
         if n_vars < 2:
             raise ValueError(f"adata has {n_vars} gene(s); GexBERT needs at least 2")
@@ -128,9 +129,6 @@ class GexBERT:
         self._val_rows = np.sort(perm[:n_val])
         self._train_rows = np.sort(perm[n_val:])
 
-        raw = self._aligned(adata, np.arange(n_obs))
-        check_not_counts(raw, where)
-        check_observed(raw, adata.var_names, adata.obs_names, where)
         if batch_key is None:
             self.batches = [_ALL]
             codes = np.zeros(n_obs, dtype=int)
@@ -140,18 +138,22 @@ class GexBERT:
                 raise ValueError(f"adata.obs[{batch_key!r}] has {int(labels.isna().sum())} missing value(s); fill them")
             self.batches = sorted(labels.unique())
             codes = np.searchsorted(self.batches, labels.to_numpy())
-        tr = self._train_rows
-        self._mean, self._sd = _group_stats(raw[tr], codes[tr], len(self.batches))
+        # one streaming pass over the rows: checks and per-batch statistics of the training rows
+        self._mean, self._sd, pooled = self._scan(adata, codes, where)
         bad = np.isnan(self._mean)
         if bad.any():  # a gene with no training value in some batch: fall back on the pooled statistics
-            pm, ps = _group_stats(raw[tr], np.zeros(len(tr), dtype=int), 1)
-            self._mean = np.where(bad, np.nan_to_num(pm, nan=0.0), self._mean)
-            self._sd = np.where(bad, np.nan_to_num(ps, nan=1.0), self._sd)
-        z_train = (raw[tr] - self._mean[codes[tr]]) / self._sd[codes[tr]]
+            self._mean = np.where(bad, np.nan_to_num(pooled[0], nan=0.0), self._mean)
+            self._sd = np.where(bad, np.nan_to_num(pooled[1], nan=1.0), self._sd)
+        # level cuts from the standardised values of a subsample of training rows (~1e6 values)
+        tr = self._train_rows
+        n_sub = min(len(tr), max(16, _CHUNK_VALUES // n_vars))
+        sub = np.sort(np.random.default_rng(self.random_state).choice(tr, n_sub, replace=False))
+        z_train = (self._aligned(adata, sub) - self._mean[codes[sub]]) / self._sd[codes[sub]]
 
         torch.manual_seed(self.random_state)
         self.module = self._build_module()
         edges, centres = _level_cuts(z_train, self.config, self.random_state)
+        del z_train
         self.module.tokens.set_cuts(torch.from_numpy(edges), torch.from_numpy(centres))
         self.device = torch.device("cpu")
         logger.info(
@@ -159,6 +161,61 @@ class GexBERT:
         )
 
     # ------------------------------------------------------------------ setup helpers
+    def _scan(self, adata: AnnData, codes: np.ndarray, where: str):
+        """Check the values and compute per-batch mean and sd of the training rows, chunk by chunk
+        (works on backed AnnData without loading .X whole)."""
+        n_obs, G = adata.n_obs, len(self.genes)
+        n_groups = len(self.batches)
+        is_train = np.zeros(n_obs, dtype=bool)
+        is_train[self._train_rows] = True
+        cnt = np.zeros((n_groups, G))
+        s1 = np.zeros((n_groups, G))
+        s2 = np.zeros((n_groups, G))
+        n_per_gene = np.zeros(G, dtype=np.int64)
+        n_per_sample = np.zeros(n_obs, dtype=np.int64)
+        gmin = np.full(G, np.inf)
+        gmax = np.full(G, -np.inf)
+        nonneg_int, vmax = True, -np.inf
+        cols = self._alignment(adata)
+        for rows in _chunks(np.arange(n_obs), max(16, _CHUNK_VALUES // max(G, 1))):
+            x = self._aligned(adata, rows, cols)
+            check_matrix_values(x, where)
+            obs = ~np.isnan(x)
+            n_per_gene += obs.sum(0)
+            n_per_sample[rows] = obs.sum(1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                gmin = np.fmin(gmin, np.nanmin(x, 0))
+                gmax = np.fmax(gmax, np.nanmax(x, 0))
+            if obs.any():
+                v = x[obs]
+                vmax = max(vmax, float(v.max()))
+                nonneg_int = nonneg_int and bool(v.min() >= 0) and bool(np.all(v == np.round(v)))
+            tr = is_train[rows]
+            c_rows = codes[rows]
+            for g in np.unique(c_rows[tr]):
+                m = tr & (c_rows == g)
+                xm = np.nan_to_num(x[m] if not m.all() else x).astype(np.float64)
+                cnt[g] += obs[m].sum(0)
+                s1[g] += xm.sum(0)
+                s2[g] += np.einsum("ij,ij->j", xm, xm)
+                del xm
+        check_not_counts(nonneg_int, vmax, where)
+        check_observed(n_per_gene, n_per_sample, gmin, gmax, adata.var_names, adata.obs_names, where)
+
+        def finish(c, a, b):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = a / c
+                sd = np.sqrt(np.maximum(b / c - mean**2, 0.0))
+            sd = np.where(np.isfinite(sd) & (sd > 1e-6), sd, 1.0)
+            mean = np.where(c > 0, mean, np.nan)
+            sd = np.where(c > 0, sd, np.nan)
+            return mean.astype(np.float32), sd.astype(np.float32)
+
+        mean, sd = finish(cnt, s1, s2)
+        pooled = finish(cnt.sum(0), s1.sum(0), s2.sum(0))
+        return mean, sd, pooled
+
     def _build_module(self) -> GexBERTModule:
         c = self.config
         return GexBERTModule(
@@ -185,7 +242,9 @@ class GexBERT:
         if self.batch_key is not None:
             check_obs_key(adata, self.batch_key, "batch_key (the model's)")
         X = adata.layers[self.layer] if self.layer is not None else adata.X
-        if not getattr(adata, "isbacked", False):
+        if getattr(adata, "isbacked", False):
+            check_dtype(X)
+        else:
             check_matrix_values(X, f"adata.layers[{self.layer!r}]" if self.layer else "adata.X")
         cols = self._alignment(adata)
         n_known = int((cols >= 0).sum())
@@ -212,9 +271,15 @@ class GexBERT:
         if cols is None:
             cols = self._alignment(adata)
         X = adata.layers[self.layer] if self.layer is not None else adata.X
-        block = X[rows]
+        rows = np.asarray(rows)
+        if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
+            block = X[int(rows[0]) : int(rows[-1]) + 1]  # contiguous: a slice (fast on backed data)
+        else:
+            block = X[rows]
         block = block.toarray() if sp.issparse(block) else np.asarray(block)
         block = block.astype(np.float32, copy=False)
+        if len(cols) == block.shape[1] and np.array_equal(cols, np.arange(len(cols))):
+            return block if block.flags.writeable else block.copy()  # same genes, same order
         out = np.full((len(rows), len(self.genes)), np.nan, dtype=np.float32)
         have = cols >= 0
         out[:, have] = block[:, cols[have]]
@@ -302,10 +367,10 @@ class GexBERT:
         self.module.to(self.device)
         cols = self._alignment(self.adata)
         fetch_np, *_ = self._standardizer(self.adata, cols)
-        Z = torch.from_numpy(fetch_np(np.arange(self.adata.n_obs)))
 
         def fetch(rows: np.ndarray) -> torch.Tensor:
-            return Z[torch.from_numpy(np.asarray(rows))]
+            # rows are read batch by batch (sorted): a backed AnnData is streamed, never loaded whole
+            return torch.from_numpy(fetch_np(np.asarray(rows)))
 
         plan = self._plan((p1, p2))
         train_module(
@@ -641,6 +706,12 @@ class GexBERT:
             f"GexBERT({len(self.genes)} genes, d_model={c.d_model}, n_layers={c.n_layers}, n_heads={c.n_heads}, "
             f"value_encoding={c.value_encoding!r}, {trained})"
         )
+
+
+def _chunks(rows: np.ndarray, size: int):
+    """Consecutive slices of ``rows`` of at most ``size``."""
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
 
 
 def _group_stats(raw: np.ndarray, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
