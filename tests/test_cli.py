@@ -13,3 +13,21 @@ def test_demo_writes_results_and_summary(tmp_path, capsys):
         assert (out / f).stat().st_size > 0, f
     a = ad.read_h5ad(out / "adata_gexbert.h5ad")
     assert a.obsm["X_gexbert"].shape[0] == 1000 and "gexbert" in a.uns
+
+
+def test_fit_command_in_memory_and_backed(tmp_path, capsys):
+    import numpy as np
+
+    import gexbert_sc as gb
+
+    a = gb.datasets.synthetic(n_obs=100, n_vars=40, n_types=2, n_modules=2, module_size=10, random_state=0)
+    a.write_h5ad(tmp_path / "in.h5ad")
+    args = ["--phase1-epochs", "1", "--phase2-epochs", "1", "--no-progress"]
+    assert main(["fit", str(tmp_path / "in.h5ad"), "--out", str(tmp_path / "o1"), *args]) == 0
+    assert "validation MSE" in capsys.readouterr().out
+    out1 = ad.read_h5ad(tmp_path / "o1" / "adata_gexbert.h5ad")
+    assert out1.obsm["X_gexbert"].shape == (100, 64)
+    assert main(["fit", str(tmp_path / "in.h5ad"), "--out", str(tmp_path / "o2"), "--backed", *args]) == 0
+    emb = np.load(tmp_path / "o2" / "X_gexbert.npy")
+    assert np.allclose(emb, out1.obsm["X_gexbert"], atol=1e-4)
+    assert main(["fit", str(tmp_path / "missing.h5ad")]) == 2

@@ -69,6 +69,59 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def fit(args: argparse.Namespace) -> int:
+    """Train on an .h5ad file; rank 0 writes the model and the AnnData with the embeddings."""
+    import os
+
+    import anndata as ad
+
+    from . import tl
+
+    path = Path(args.input)
+    if not path.is_file():
+        print(f"gexbert-sc fit: no file at {path}", file=sys.stderr)
+        return 2
+    adata = ad.read_h5ad(path, backed="r" if args.backed else None)
+    model = tl.fit(
+        adata,
+        layer=args.layer,
+        config=args.config,
+        batch_key=args.batch_key,
+        phase1_epochs=args.phase1_epochs,
+        phase2_epochs=args.phase2_epochs,
+        device=args.device,
+        progress=not args.no_progress,
+        checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume,
+        random_state=args.seed,
+    ) if not args.backed else None
+    if args.backed:  # a backed AnnData cannot take new keys: train, then write the embedding beside it
+        from .model import GexBERT
+
+        model = GexBERT(adata, layer=args.layer, config=args.config, batch_key=args.batch_key, random_state=args.seed)
+        model.train(phase1_epochs=args.phase1_epochs, phase2_epochs=args.phase2_epochs, device=args.device,
+                    progress=not args.no_progress, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model", overwrite=True)
+    if args.backed:
+        import numpy as np
+
+        np.save(out / "X_gexbert.npy", model.embed(adata))
+        written = out / "X_gexbert.npy"
+    else:
+        adata.write_h5ad(out / "adata_gexbert.h5ad", compression="gzip")
+        written = out / "adata_gexbert.h5ad"
+    m = model.metrics
+    if m:
+        print(f"validation MSE (standardised): other genes {m['val_other']:.3f}, input genes {m['val_same']:.3f}, "
+              f"training mean {m['val_mean']:.3f}")
+    print(f"wrote {out / 'model'}/ and {written}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gexbert-sc`` console script."""
     parser = argparse.ArgumentParser(prog="gexbert-sc", description="GexBERT for bulk gene expression")
@@ -82,10 +135,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log what is added where")
+    f = sub.add_parser("fit", help="train on an .h5ad file (works under torchrun for multi-GPU / multi-process)")
+    f.add_argument("input", help="samples x genes .h5ad, log-scale values")
+    f.add_argument("--out", default="gexbert_fit", help="output folder (default: gexbert_fit)")
+    f.add_argument("--config", default="cpu", help="preset: cpu or paper (default: cpu)")
+    f.add_argument("--layer", default=None, help="layer to train on instead of .X")
+    f.add_argument("--batch-key", default=None, help="obs column whose groups are standardised separately")
+    f.add_argument("--phase1-epochs", type=int, default=None)
+    f.add_argument("--phase2-epochs", type=int, default=None)
+    f.add_argument("--device", default="auto")
+    f.add_argument("--backed", action="store_true", help="stream .X from disk instead of loading it")
+    f.add_argument("--checkpoint-dir", default=None, help="write a checkpoint there after every epoch")
+    f.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--no-progress", action="store_true")
+    f.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if args.command == "demo":
         return demo(args)
+    if args.command == "fit":
+        return fit(args)
     return 2  # pragma: no cover
 
 

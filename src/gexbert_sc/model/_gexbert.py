@@ -53,6 +53,21 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return dev
 
 
+def _init_distributed(device: torch.device) -> torch.device:
+    """Join the torch.distributed group that torchrun describes in the environment (if any)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        logger.info("joined process group: rank %d of %d", dist.get_rank(), dist.get_world_size())
+    return device
+
+
 class GexBERT:
     """GexBERT transformer autoencoder of bulk gene expression, set up on an AnnData.
 
@@ -274,6 +289,11 @@ class GexBERT:
         rows = np.asarray(rows)
         if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
             block = X[int(rows[0]) : int(rows[-1]) + 1]  # contiguous: a slice (fast on backed data)
+        elif len(rows) > 1 and not np.all(np.diff(rows) > 0):
+            # backed (h5py) reads need strictly increasing rows: read each once, then expand
+            uniq, inverse = np.unique(rows, return_inverse=True)
+            block = X[uniq]
+            block = (block.toarray() if sp.issparse(block) else np.asarray(block))[inverse]
         else:
             block = X[rows]
         block = block.toarray() if sp.issparse(block) else np.asarray(block)
@@ -352,6 +372,14 @@ class GexBERT:
             with the same AnnData, settings and ``random_state`` as the interrupted run; the
             result then equals an uninterrupted run on CPU.
 
+        Notes
+        -----
+        Launched by ``torchrun`` (``WORLD_SIZE`` > 1), training is data-parallel (DDP): the process
+        group is set up here (NCCL on CUDA, one GPU per process by ``LOCAL_RANK``; gloo on CPU),
+        each process computes its share of every batch, and gradients are averaged, which matches
+        single-process training up to floating-point summation order. Every process ends with the
+        same weights; only rank 0 writes checkpoints.
+
         Returns
         -------
         The model itself; ``history`` holds one record per epoch and ``metrics`` the final
@@ -363,7 +391,7 @@ class GexBERT:
         p2 = c.phase2_epochs if phase2_epochs is None else int(phase2_epochs)
         if p1 < 0 or p2 < 0:
             raise ValueError("phase1_epochs and phase2_epochs must be >= 0")
-        self.device = resolve_device(device)
+        self.device = _init_distributed(resolve_device(device))
         self.module.to(self.device)
         cols = self._alignment(self.adata)
         fetch_np, *_ = self._standardizer(self.adata, cols)

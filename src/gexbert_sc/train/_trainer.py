@@ -108,6 +108,15 @@ def evaluate(
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed process group, (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def _lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak by ``total_steps``."""
     warm = min(warmup_steps, max(1, total_steps // 10))
@@ -203,6 +212,13 @@ def train_module(
     ``val_other``, ``val_mean``, ``lr`` and ``seconds``.
     """
     history = [] if history is None else history
+    rank, world = dist_info()
+    net = module
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        progress = progress and rank == 0
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     ckpt = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
@@ -238,7 +254,7 @@ def train_module(
         logger.info("resumed from %s at epoch %d (phase %d)", ckpt, len(history), st["phase"])
 
     def write_checkpoint() -> None:
-        if ckpt is None:
+        if ckpt is None or rank != 0:
             return
         save_checkpoint(
             ckpt,
@@ -271,11 +287,16 @@ def train_module(
                 loss_sum, loss_n = 0.0, 0
                 for i, start in enumerate(range(0, len(perm), plan.batch_size)):
                     rows = np.sort(perm[start : start + plan.batch_size])
-                    x = fetch(rows).to(device, non_blocking=True)
+                    # every process draws the genes of the whole batch (same generator), then keeps
+                    # its share of the rows: together they compute the single-process step
                     gi, gt = sample_genes(len(rows), n_genes, plan.n_input, plan.n_target, phase, gen, device)
+                    if world > 1:
+                        mine = np.arange(rank, len(rows), world)
+                        rows, gi, gt = rows[mine], gi[mine], gt[mine]
+                    x = fetch(rows).to(device, non_blocking=True)
                     vals, tgt = x.gather(1, gi), x.gather(1, gt)
                     with _autocast(device):
-                        pred = module(gi, vals, gt)
+                        pred = net(gi, vals, gt)
                     loss = masked_mse(pred, tgt)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -288,6 +309,12 @@ def train_module(
                     opt.step()
                     loss_sum += float(loss.detach()) * len(rows)
                     loss_n += len(rows)
+                if world > 1:
+                    import torch.distributed as dist
+
+                    tot = torch.tensor([loss_sum, float(loss_n)], dtype=torch.float64, device=device)
+                    dist.all_reduce(tot)
+                    loss_sum, loss_n = float(tot[0]), int(tot[1])
                 rec = {"phase": phase, "epoch": len(history), "train_loss": loss_sum / max(loss_n, 1), "lr": lr}
                 if vs is not None:
                     rec.update(evaluate(module, fetch, vs, max(plan.batch_size, 64), device))

@@ -1,0 +1,57 @@
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import gexbert_sc as gb
+
+from ..conftest import TINY
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys, torch
+    import gexbert_sc as gb
+    torch.set_num_threads(1)
+    adata = gb.datasets.synthetic(n_obs=160, n_vars=60, n_types=3, n_modules=4, module_size=10, random_state=1)
+    model = gb.GexBERT(adata, random_state=0, **{tiny})
+    model.train(phase1_epochs=2, phase2_epochs=2, progress=False, device="cpu")
+    if int(os.environ.get("RANK", "0")) == 0:
+        model.save(sys.argv[1], overwrite=True)
+    import torch.distributed as dist
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    """
+)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+def test_two_process_ddp_matches_one_process(tmp_path):
+    code = SCRIPT.replace("{tiny}", repr({**TINY, "batch_size": 32, "min_steps_per_epoch": 4}))
+    script = tmp_path / "train.py"
+    script.write_text(code)
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+         f"--master_port={_free_port()}", str(script), str(tmp_path / "two")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = gb.GexBERT.load(tmp_path / "one"), gb.GexBERT.load(tmp_path / "two")
+    assert len(a.history) == len(b.history) == 4
+    la = np.array([h["train_loss"] for h in a.history])
+    lb = np.array([h["train_loss"] for h in b.history])
+    assert np.allclose(la, lb, rtol=1e-3), (la, lb)
+    assert la[-1] < la[0]
+    for k, v in a.module.state_dict().items():
+        assert torch.allclose(v, b.module.state_dict()[k], atol=1e-3), k
