@@ -63,9 +63,11 @@ def main() -> None:
     ap.add_argument("--cohorts", nargs="+", default=COHORTS)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "value_encoding"))
+    ap.add_argument("--append", action="store_true", help="add to the runs already in the output JSON")
     args = ap.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     rows = []
+    if args.append and Path(args.out + ".json").exists():
+        rows = json.loads(Path(args.out + ".json").read_text())["runs"]
     for cohort in args.cohorts:
         adata = getattr(gb.datasets, cohort)()
         for seed in args.seeds:
@@ -80,19 +82,26 @@ def main() -> None:
                            epochs=len(model.history), knn_val_other=knn, **model.metrics)
                 rows.append(rec)
                 print(json.dumps(rec), flush=True)
+                write(rows, args)
+
+
+def write(rows: list[dict], args) -> None:
+    """JSON of every run and a Markdown table of means over seeds."""
     meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), machine=platform.machine(),
                 command="python benchmarks/value_encoding.py " + " ".join(
                     f"--{k} {' '.join(map(str, v))}" for k, v in vars(args).items() if k != "out"))
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))
     # Markdown: mean over seeds
-    lines = [f"# Value encodings on real cohorts\n\n`{meta['command']}` (torch {meta['torch']}, {meta['threads']} threads)\n",
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [f"# Value encodings on real cohorts\n\n`{meta['command']}` (torch {meta['torch']}, {meta['threads']} threads;"
+             " runs may come from several invocations with --append)\n",
              "MSE in standardised units on the validation samples, mean over seeds "
-             f"{args.seeds}. `val_other`: restore genes not in the input; `val_same`: restore the input genes; "
+             f"{seeds}. `val_other`: restore genes not in the input; `val_same`: restore the input genes; "
              "`mean`: predict the training mean; `KNN`: KNNImputer(10) from the same input genes.\n",
              "| cohort | variant | val_other | val_other / mean | val_same | KNN val_other | mean | epochs | s |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for cohort in args.cohorts:
-        for name in args.variants:
+    for cohort in dict.fromkeys(r["cohort"] for r in rows):
+        for name in dict.fromkeys(r["variant"] for r in rows):
             rs = [r for r in rows if r["cohort"] == cohort and r["variant"] == name]
             if not rs:
                 continue
@@ -100,7 +109,6 @@ def main() -> None:
             lines.append(f"| {cohort} | {name} | {f('val_other'):.3f} | {f('val_other') / f('val_mean'):.2f} | "
                          f"{f('val_same'):.3f} | {f('knn_val_other'):.3f} | {f('val_mean'):.3f} | {f('epochs'):.0f} | {f('seconds'):.0f} |")
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

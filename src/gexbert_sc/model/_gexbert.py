@@ -299,7 +299,9 @@ class GexBERT:
         block = block.toarray() if sp.issparse(block) else np.asarray(block)
         block = block.astype(np.float32, copy=False)
         if len(cols) == block.shape[1] and np.array_equal(cols, np.arange(len(cols))):
-            return block if block.flags.writeable else block.copy()  # same genes, same order
+            # same genes, same order: no reindexing, but never hand out a view of the user's matrix
+            shared = isinstance(X, np.ndarray) and np.shares_memory(block, X)
+            return block.copy() if shared or not block.flags.writeable else block
         out = np.full((len(rows), len(self.genes)), np.nan, dtype=np.float32)
         have = cols >= 0
         out[:, have] = block[:, cols[have]]
@@ -482,7 +484,7 @@ class GexBERT:
                 restored = None if gdec is None else self._decode_mean(summaries, gdec)
             yield rows, summaries, restored, codes, mean, sd
 
-    def _decode_mean(self, summaries: torch.Tensor, genes: torch.Tensor, max_tokens: int = 1 << 19) -> torch.Tensor:
+    def _decode_mean(self, summaries: torch.Tensor, genes: torch.Tensor, max_tokens: int = 1 << 15) -> torch.Tensor:
         R, B, _ = summaries.shape
         chunk = max(1, max_tokens // max(B, 1))
         out = torch.empty(B, len(genes), device=summaries.device)
@@ -579,6 +581,58 @@ class GexBERT:
                 r = r * sd[c][:, gidx] + mean[c][:, gidx]
             parts.append(r.astype(np.float32))
         return np.concatenate(parts) if parts else np.zeros((0, len(gidx)), np.float32)
+
+    @torch.no_grad()
+    def impute(
+        self,
+        adata: AnnData | None = None,
+        *,
+        n_input: int | None = None,
+        n_repeats: int | None = None,
+        batch_size: int = 128,
+        random_state: int = 0,
+        device: str | torch.device | None = None,
+    ) -> np.ndarray:
+        """Fill the missing (NaN) entries of ``adata``'s vocabulary genes; observed values are kept.
+
+        Only the missing entries are decoded (per batch, each sample's missing genes, padded to the
+        batch's largest count), so the cost grows with the number of missing values, not with
+        samples x genes.
+
+        Parameters
+        ----------
+        adata
+            Samples with NaN where missing (genes aligned by name); the training AnnData if None.
+        n_input, n_repeats, batch_size, random_state, device
+            As in :meth:`embed`.
+
+        Returns
+        -------
+        ``(n_obs, n_genes_of_the_model)`` float32 array in the input's units, columns in the order of
+        ``model.genes``; vocabulary genes the AnnData lacks are restored for every sample.
+        """
+        a = self.adata if adata is None else adata
+        out = np.empty((a.n_obs, len(self.genes)), dtype=np.float32)  # filled batch by batch, no copies
+        for rows, summaries, _, codes, mean, sd in self._encode(
+            adata, n_input, n_repeats, batch_size, random_state, device
+        ):
+            x = self._aligned(a, rows, self._alignment(a))
+            miss = np.isnan(x)
+            if miss.any():
+                counts = miss.sum(1)
+                width = int(counts.max())
+                # each row's missing genes first; the padding (observed genes) is decoded and discarded
+                order = np.argsort(~miss, axis=1, kind="stable")[:, :width]
+                genes = torch.as_tensor(order, dtype=torch.long, device=summaries.device)
+                with torch.autocast(summaries.device.type, dtype=torch.bfloat16, enabled=summaries.device.type == "cuda"):
+                    z = sum(self.module.decode(summaries[r], genes).float() for r in range(len(summaries)))
+                z = (z / len(summaries)).cpu().numpy()
+                c = codes[rows]
+                filled = z * sd[c[:, None], order] + mean[c[:, None], order]
+                r_idx, k_idx = np.nonzero(np.arange(width)[None, :] < counts[:, None])
+                x[r_idx, order[r_idx, k_idx]] = filled[r_idx, k_idx]
+            out[rows] = x
+        return out
 
     def _gene_indices(self, genes) -> np.ndarray:
         if genes is None:

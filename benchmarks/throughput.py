@@ -1,0 +1,238 @@
+"""Speed and memory of GexBERT on this machine, in one run (ratios are what to compare).
+
+1. Reference: dense fp32 matmul rate (torch, 2048 x 2048).
+2. Training step (phase 2, batch 32, 20,000-gene vocabulary) of the "paper" and "cpu" presets:
+   samples/s and achieved FLOP/s as a fraction of (1). FLOPs per sample of one forward pass, with
+   N = n_input + 1 encoder tokens, M = n_target restored genes, d = d_model, f = d_ff, L = n_layers:
+       encoder  L * (2*N*4*d^2  +  2*N*2*d*f  +  4*N^2*d)        (QKV+out, feed-forward, QK^T and AV)
+       decoder  L * (2*2*d^2    +  2*(M+1)*2*d*f)                 (value+out on the summary, feed-forward)
+       head     2*M*d (+ 2*M*d with the summary readout)
+   A training step counts 3x the forward FLOPs (backward ~ 2x forward); embeddings, norms,
+   softmax and the optimiser are left out (so the fraction is slightly pessimistic).
+   A torch.profiler table of the paper-preset step is written beside the results.
+3. Restoring all 20,000 genes for 64 samples (paper preset), and time per restored gene when
+   restoring 512 vs 20,000 genes.
+4. Embedding and filling the missing entries (10% MCAR) of a 10,000 x 20,000 matrix with the cpu
+   preset (untrained weights: cost does not depend on them): wall time and peak RSS.
+5. Filling 30% MCAR missing entries of a 1,000 x 2,000 synthetic matrix: GexBERT (cpu preset trained
+   on the incomplete matrix; training time reported apart), scikit-learn KNNImputer and
+   IterativeImputer (n_nearest_features=64, max_iter=5): time and RMSE on the hidden entries.
+
+Usage: python benchmarks/throughput.py [--quick]
+Writes benchmarks/results/throughput.json, throughput.md and throughput_profile.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import gexbert_sc as gb
+from gexbert_sc.model import resolve_config
+from gexbert_sc.module import GexBERTModule, masked_mse
+from gexbert_sc.train import sample_genes
+
+OUT = Path(__file__).parent / "results"
+
+
+def matmul_rate(n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def forward_flops(c, n_input: int, n_target: int) -> float:
+    d, f, L = c.d_model, c.d_ff, c.n_layers
+    N, M = n_input + 1, n_target
+    enc = L * (2 * N * 4 * d * d + 2 * N * 2 * d * f + 4 * N * N * d)
+    dec = L * (2 * 2 * d * d + 2 * (M + 1) * 2 * d * f)
+    head = 2 * M * d * (2 if c.summary_readout else 1)
+    return float(enc + dec + head)
+
+
+def build(c, n_genes: int) -> GexBERTModule:
+    torch.manual_seed(0)
+    return GexBERTModule(n_genes, c.d_model, c.n_layers, c.n_heads, c.d_ff, c.n_levels, c.value_encoding,
+                         c.dropout, c.summary_readout)
+
+
+def train_step_rate(preset: str, n_genes: int = 20_000, batch: int = 32, steps: int = 3, profile: bool = False):
+    c = resolve_config(preset)
+    m = build(c, n_genes).train()
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(batch, n_genes)
+
+    def step():
+        gi, gt = sample_genes(batch, n_genes, c.n_input, c.n_target, 2, g)
+        loss = masked_mse(m(gi, X.gather(1, gi), gt), X.gather(1, gt))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    dt = (time.perf_counter() - t) / steps
+    flops = 3 * forward_flops(c, c.n_input, c.n_target) * batch
+    prof_table = None
+    if profile:
+        from torch.profiler import ProfilerActivity, profile as tprofile
+
+        with tprofile(activities=[ProfilerActivity.CPU]) as p:
+            step()
+        prof_table = p.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+    return {"preset": preset, "seconds_per_step": dt, "samples_per_s": batch / dt, "flop_per_step": flops,
+            "flop_per_s": flops / dt}, prof_table
+
+
+@torch.no_grad()
+def decoder_cost(preset: str = "paper", n_genes: int = 20_000, n_samples: int = 64):
+    c = resolve_config(preset)
+    m = build(c, n_genes).eval()
+    s = torch.randn(n_samples, c.d_model)
+    res = {}
+    for M in (512, n_genes):
+        genes = torch.arange(M).expand(n_samples, -1)
+        chunk = max(1, (1 << 15) // n_samples)  # as GexBERT.restore does: ~32k tokens per decoder call
+        m.decode(s, genes[:, :min(M, chunk)])  # warm-up
+        t = time.perf_counter()
+        for g0 in range(0, M, chunk):
+            m.decode(s, genes[:, g0 : g0 + chunk])
+        dt = time.perf_counter() - t
+        res[M] = dt
+    return {"restore_all_seconds": res[n_genes], "per_gene_512_us": res[512] / 512 * 1e6,
+            "per_gene_all_us": res[n_genes] / n_genes * 1e6, "ratio_all_vs_512": (res[n_genes] / n_genes) / (res[512] / 512)}
+
+
+def big_matrix(n_obs: int = 10_000, n_vars: int = 20_000):
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    X = np.empty((n_obs, n_vars), dtype=np.float32)
+    for i in range(0, n_obs, 500):  # generated in chunks, so that the peak RSS below is the model's
+        block = rng.standard_normal((min(500, n_obs - i), n_vars), dtype=np.float32)
+        block[rng.random(block.shape, dtype=np.float32) < 0.10] = np.nan
+        X[i : i + 500] = block
+    a = ad.AnnData(X)
+    a.var_names = [f"G{i}" for i in range(n_vars)]
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t = time.perf_counter()
+    model = gb.GexBERT(a, random_state=0)  # cpu preset; set-up scans the matrix once
+    t_setup = time.perf_counter() - t
+    t = time.perf_counter()
+    emb = model.embed(a, n_repeats=1, batch_size=256)
+    t_embed = time.perf_counter() - t
+    t = time.perf_counter()
+    filled = model.impute(a, n_repeats=1, batch_size=256)
+    t_impute = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ok = bool(np.isfinite(filled).all() and np.isfinite(emb).all())
+    return {"shape": [n_obs, n_vars], "missing": 0.10, "setup_s": t_setup, "embed_s": t_embed, "impute_s": t_impute,
+            "peak_rss_mb": rss, "rss_before_mb": rss0, "matrix_mb": X.nbytes / 1e6, "all_finite": ok}
+
+
+def fill_comparison(quick: bool):
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+    from sklearn.impute import IterativeImputer, KNNImputer
+
+    a = gb.datasets.synthetic(n_obs=1000, n_vars=2000, random_state=0)
+    truth = a.X.copy()
+    mask = np.random.default_rng(1).random(a.shape) < 0.30
+    a.X[mask] = np.nan
+    rmse = lambda F: float(np.sqrt(np.mean((F[mask] - truth[mask]) ** 2)))  # noqa: E731
+    out = {}
+    t = time.perf_counter()
+    model = gb.GexBERT(a, random_state=0).train(progress=False, **({"phase1_epochs": 2, "phase2_epochs": 2} if quick else {}))
+    out["gexbert_train_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    F = model.impute(a)
+    out["gexbert_fill_s"] = time.perf_counter() - t
+    out["gexbert_rmse"] = rmse(F)
+    t = time.perf_counter()
+    F = KNNImputer(n_neighbors=10).fit_transform(a.X)
+    out["knn_s"] = time.perf_counter() - t
+    out["knn_rmse"] = rmse(F)
+    t = time.perf_counter()
+    F = IterativeImputer(n_nearest_features=64, max_iter=5 if not quick else 1, random_state=0).fit_transform(a.X)
+    out["iterative_s"] = time.perf_counter() - t
+    out["iterative_rmse"] = rmse(F)
+    col_mean = np.nanmean(a.X, 0)
+    out["mean_rmse"] = rmse(np.where(np.isnan(a.X), col_mean, a.X))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    res = {"meta": {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+                    "processor": platform.processor(), "command": "python benchmarks/throughput.py" + (" --quick" if args.quick else "")}}
+    res["matmul_flop_per_s"] = matmul_rate()
+    print("matmul GFLOP/s", res["matmul_flop_per_s"] / 1e9, flush=True)
+    res["train_step"] = []
+    for preset in ("paper", "cpu"):
+        r, table = train_step_rate(preset, steps=1 if args.quick else 3, profile=preset == "paper")
+        r["fraction_of_matmul"] = r["flop_per_s"] / res["matmul_flop_per_s"]
+        res["train_step"].append(r)
+        print(r, flush=True)
+        if table:
+            (OUT / "throughput_profile.txt").write_text(table)
+    res["decoder"] = decoder_cost()
+    print(res["decoder"], flush=True)
+    # in a fresh process, so that its peak RSS is its own
+    import subprocess
+    import sys
+
+    shape = (2000, 20_000) if args.quick else (10_000, 20_000)
+    code = f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import throughput as t; print(json.dumps(t.big_matrix(*{shape!r})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res["big_matrix"] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(res["big_matrix"], flush=True)
+    res["fill_1000x2000"] = fill_comparison(args.quick)
+    print(res["fill_1000x2000"], flush=True)
+    (OUT / "throughput.json").write_text(json.dumps(res, indent=1))
+    mm = res["matmul_flop_per_s"]
+    lines = [f"# Throughput\n\n`{res['meta']['command']}` — torch {res['meta']['torch']}, {res['meta']['threads']} threads, "
+             f"{res['meta']['machine']}\n", f"Reference matmul (fp32, 2048^2): **{mm / 1e9:.1f} GFLOP/s**\n",
+             "| training step (phase 2, batch 32, 20k vocab) | s/step | samples/s | GFLOP/s | fraction of matmul |",
+             "|---|---|---|---|---|"]
+    for r in res["train_step"]:
+        lines.append(f"| {r['preset']} | {r['seconds_per_step']:.2f} | {r['samples_per_s']:.1f} | {r['flop_per_s'] / 1e9:.1f} | "
+                     f"{r['fraction_of_matmul']:.0%} |")
+    d = res["decoder"]
+    lines += ["", "| decoder (paper preset, 64 samples) | value |", "|---|---|",
+              f"| restore all 20,000 genes | {d['restore_all_seconds']:.2f} s |",
+              f"| per restored gene, 512 genes | {d['per_gene_512_us']:.1f} us |",
+              f"| per restored gene, 20,000 genes | {d['per_gene_all_us']:.1f} us |",
+              f"| ratio 20,000 / 512 | {d['ratio_all_vs_512']:.2f} |"]
+    b = res["big_matrix"]
+    lines += ["", f"| {b['shape'][0]:,} x {b['shape'][1]:,} matrix, 10% missing (cpu preset) | value |", "|---|---|",
+              f"| set-up scan | {b['setup_s']:.1f} s |", f"| embed (1 subset of 256 genes) | {b['embed_s']:.1f} s |",
+              f"| fill missing entries | {b['impute_s']:.1f} s |",
+              f"| peak RSS (process, incl. the {b['matrix_mb']:.0f} MB matrix) | {b['peak_rss_mb']:.0f} MB |"]
+    f = res["fill_1000x2000"]
+    lines += ["", "| fill 30% missing of 1,000 x 2,000 | time (s) | RMSE |", "|---|---|---|",
+              f"| GexBERT cpu preset (fill; training {f['gexbert_train_s']:.0f} s apart) | {f['gexbert_fill_s']:.1f} | {f['gexbert_rmse']:.3f} |",
+              f"| KNNImputer(10) | {f['knn_s']:.1f} | {f['knn_rmse']:.3f} |",
+              f"| IterativeImputer(64 features, 5 iter) | {f['iterative_s']:.1f} | {f['iterative_rmse']:.3f} |",
+              f"| gene mean | - | {f['mean_rmse']:.3f} |"]
+    (OUT / "throughput.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
