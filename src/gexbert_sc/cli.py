@@ -42,7 +42,10 @@ def demo(args: argparse.Namespace) -> int:
     )
     t_train = time.perf_counter() - t0
     tl.umap(adata, random_state=args.seed)
-    fig = pl.umap(adata, color="cancer_type", return_fig=True)
+    # colour by cancer type; a single-type cohort is coloured by another label it has
+    color = next((c for c in ("cancer_type", "sample_type", "histological_type", "er")
+                  if c in adata.obs and adata.obs[c].nunique() > 1), None)
+    fig = pl.umap(adata, color=color, return_fig=True)
     fig.savefig(out / "umap_samples.png", dpi=150, bbox_inches="tight")
     plt.close(fig)
     fig = pl.history(adata, return_fig=True)
@@ -62,7 +65,7 @@ def demo(args: argparse.Namespace) -> int:
         f"  predict the training mean      : {m['val_mean']:.3f}   (baseline)",
         f"  -> restoration error is {m['val_other'] / m['val_mean']:.0%} of the baseline's",
         f"wrote {out / 'adata_gexbert.h5ad'} (.obsm['X_gexbert'], .obsm['X_gexbert_umap'], .uns['gexbert'])",
-        f"      {out / 'umap_samples.png'}, {out / 'training_history.png'}, {out / 'model'}/",
+        f"      {out / 'umap_samples.png'} (coloured by {color}), {out / 'training_history.png'}, {out / 'model'}/",
         f"total {time.perf_counter() - t_all:.0f} s",
     ]
     print("\n".join(lines))
@@ -82,25 +85,15 @@ def fit(args: argparse.Namespace) -> int:
         print(f"gexbert-sc fit: no file at {path}", file=sys.stderr)
         return 2
     adata = ad.read_h5ad(path, backed="r" if args.backed else None)
-    model = tl.fit(
-        adata,
-        layer=args.layer,
-        config=args.config,
-        batch_key=args.batch_key,
-        phase1_epochs=args.phase1_epochs,
-        phase2_epochs=args.phase2_epochs,
-        device=args.device,
-        progress=not args.no_progress,
-        checkpoint_dir=args.checkpoint_dir,
-        resume=args.resume,
-        random_state=args.seed,
-    ) if not args.backed else None
+    setup = dict(layer=args.layer, config=args.config, batch_key=args.batch_key, random_state=args.seed)
+    training = dict(phase1_epochs=args.phase1_epochs, phase2_epochs=args.phase2_epochs, device=args.device,
+                    progress=not args.no_progress, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     if args.backed:  # a backed AnnData cannot take new keys: train, then write the embedding beside it
         from .model import GexBERT
 
-        model = GexBERT(adata, layer=args.layer, config=args.config, batch_key=args.batch_key, random_state=args.seed)
-        model.train(phase1_epochs=args.phase1_epochs, phase2_epochs=args.phase2_epochs, device=args.device,
-                    progress=not args.no_progress, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+        model = GexBERT(adata, **setup).train(**training)
+    else:
+        model = tl.fit(adata, **setup, **training)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     out = Path(args.out)
