@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -88,8 +89,7 @@ def main() -> None:
 def write(rows: list[dict], args) -> None:
     """JSON of every run and a Markdown table of means over seeds."""
     meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), machine=platform.machine(),
-                command="python benchmarks/value_encoding.py " + " ".join(
-                    f"--{k} {' '.join(map(str, v))}" for k, v in vars(args).items() if k != "out"))
+                command="python benchmarks/value_encoding.py " + " ".join(sys.argv[1:]))
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))
     # Markdown: mean over seeds
     seeds = sorted({r["seed"] for r in rows})
