@@ -613,10 +613,11 @@ class GexBERT:
         """
         a = self.adata if adata is None else adata
         out = np.empty((a.n_obs, len(self.genes)), dtype=np.float32)  # filled batch by batch, no copies
+        cols = self._alignment(a)
         for rows, summaries, _, codes, mean, sd in self._encode(
             adata, n_input, n_repeats, batch_size, random_state, device
         ):
-            x = self._aligned(a, rows, self._alignment(a))
+            x = self._aligned(a, rows, cols)
             miss = np.isnan(x)
             if miss.any():
                 counts = miss.sum(1)

@@ -53,10 +53,10 @@ def impute(
     full = model.impute(adata, n_repeats=n_repeats, random_state=random_state)
     cols = model._alignment(adata)
     X = adata.layers[model.layer] if model.layer is not None else adata.X
-    out = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32).copy()
+    out = np.array(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)  # a copy
+    n_missing = int(np.isnan(out).sum())
     have = cols >= 0
     out[:, cols[have]] = full[:, have]
     adata.layers[layer_added] = out
-    n = int(np.isnan(np.asarray(X, dtype=np.float32)).sum()) if not hasattr(X, "toarray") else 0
-    logger.info("added .layers[%r] (%d missing values filled)", layer_added, n)
+    logger.info("added .layers[%r] (%d missing values filled)", layer_added, n_missing - int(np.isnan(out).sum()))
     return adata if copy else None
