@@ -183,9 +183,7 @@ class GexBERT:
         n_groups = len(self.batches)
         is_train = np.zeros(n_obs, dtype=bool)
         is_train[self._train_rows] = True
-        cnt = np.zeros((n_groups, G))
-        s1 = np.zeros((n_groups, G))
-        s2 = np.zeros((n_groups, G))
+        moments = _GroupMoments(n_groups, G)
         n_per_gene = np.zeros(G, dtype=np.int64)
         n_per_sample = np.zeros(n_obs, dtype=np.int64)
         gmin = np.full(G, np.inf)
@@ -207,29 +205,12 @@ class GexBERT:
                 vmax = max(vmax, float(v.max()))
                 nonneg_int = nonneg_int and bool(v.min() >= 0) and bool(np.all(v == np.round(v)))
             tr = is_train[rows]
-            c_rows = codes[rows]
-            for g in np.unique(c_rows[tr]):
-                m = tr & (c_rows == g)
-                xm = np.nan_to_num(x[m] if not m.all() else x).astype(np.float64)
-                cnt[g] += obs[m].sum(0)
-                s1[g] += xm.sum(0)
-                s2[g] += np.einsum("ij,ij->j", xm, xm)
-                del xm
+            if tr.any():
+                moments.add(x if tr.all() else x[tr], codes[rows][tr])
         check_not_counts(nonneg_int, vmax, where)
         check_observed(n_per_gene, n_per_sample, gmin, gmax, adata.var_names, adata.obs_names, where)
 
-        def finish(c, a, b):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                mean = a / c
-                sd = np.sqrt(np.maximum(b / c - mean**2, 0.0))
-            sd = np.where(np.isfinite(sd) & (sd > 1e-6), sd, 1.0)
-            mean = np.where(c > 0, mean, np.nan)
-            sd = np.where(c > 0, sd, np.nan)
-            return mean.astype(np.float32), sd.astype(np.float32)
-
-        mean, sd = finish(cnt, s1, s2)
-        pooled = finish(cnt.sum(0), s1.sum(0), s2.sum(0))
-        return mean, sd, pooled
+        return (*moments.stats(), moments.pooled())
 
     def _build_module(self) -> GexBERTModule:
         c = self.config
@@ -257,8 +238,8 @@ class GexBERT:
         if self.batch_key is not None:
             check_obs_key(adata, self.batch_key, "batch_key (the model's)")
         X = adata.layers[self.layer] if self.layer is not None else adata.X
-        if getattr(adata, "isbacked", False):
-            check_dtype(X)
+        if getattr(adata, "isbacked", False) or adata is self.adata:
+            check_dtype(X)  # values: checked chunk by chunk as they are read, or at setup
         else:
             check_matrix_values(X, f"adata.layers[{self.layer!r}]" if self.layer else "adata.X")
         cols = self._alignment(adata)
@@ -322,7 +303,10 @@ class GexBERT:
             logger.info("batches %s are new to the model: they are standardised with their own statistics", new)
             rows = np.flatnonzero(np.isin(labels, new))
             codes_new = np.searchsorted(new, labels[rows])
-            m, s = _group_stats(self._aligned(adata, rows, cols), codes_new, len(new))
+            moments = _GroupMoments(len(new), len(self.genes))
+            for pos in _chunks(np.arange(len(rows)), max(16, _CHUNK_VALUES // max(len(self.genes), 1))):
+                moments.add(self._aligned(adata, rows[pos], cols), codes_new[pos])
+            m, s = moments.stats()
             m = np.where(np.isnan(m), self._mean.mean(0), m)
             s = np.where(np.isnan(s), self._sd.mean(0), s)
             mean, sd = np.vstack([mean, m]), np.vstack([sd, s])
@@ -797,22 +781,39 @@ def _chunks(rows: np.ndarray, size: int):
         yield rows[i : i + size]
 
 
-def _group_stats(raw: np.ndarray, codes: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group, per-gene nan-mean and nan-sd (sd < 1e-6 or undefined is set to 1)."""
-    G = raw.shape[1]
-    mean = np.full((n_groups, G), np.nan, dtype=np.float64)
-    sd = np.full((n_groups, G), np.nan, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for g in range(n_groups):
-            block = raw[codes == g].astype(np.float64)
-            if len(block) == 0:
-                continue
-            mean[g] = np.nanmean(block, axis=0)
-            s = np.nanstd(block, axis=0)
-            sd[g] = np.where(np.isfinite(s) & (s > 1e-6), s, 1.0)
-    sd = np.where(np.isnan(mean), np.nan, sd)
-    return mean.astype(np.float32), sd.astype(np.float32)
+class _GroupMoments:
+    """Per-group, per-gene count, sum and sum of squares of observed values, fed chunk by chunk."""
+
+    def __init__(self, n_groups: int, n_genes: int):
+        self.n = np.zeros((n_groups, n_genes))
+        self.s1 = np.zeros((n_groups, n_genes))
+        self.s2 = np.zeros((n_groups, n_genes))
+
+    def add(self, x: np.ndarray, codes: np.ndarray) -> None:
+        """Add the rows ``x`` (NaN = missing), row ``i`` belonging to group ``codes[i]``."""
+        for g in np.unique(codes):
+            m = codes == g
+            xm = x if m.all() else x[m]
+            self.n[g] += (~np.isnan(xm)).sum(0)
+            xm = np.nan_to_num(xm).astype(np.float64)
+            self.s1[g] += xm.sum(0)
+            self.s2[g] += np.einsum("ij,ij->j", xm, xm)
+
+    @staticmethod
+    def _finish(n, s1, s2) -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = s1 / n
+            sd = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
+        sd = np.where(np.isfinite(sd) & (sd > 1e-6), sd, 1.0)  # constant or single value: sd 1
+        return np.where(n > 0, mean, np.nan).astype(np.float32), np.where(n > 0, sd, np.nan).astype(np.float32)
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-group mean and sd, NaN where a group has no value of a gene."""
+        return self._finish(self.n, self.s1, self.s2)
+
+    def pooled(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sd over all groups together."""
+        return self._finish(self.n.sum(0), self.s1.sum(0), self.s2.sum(0))
 
 
 def _level_cuts(z: np.ndarray, config: GexBERTConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
