@@ -80,3 +80,25 @@ def test_gradients_reach_every_trainable_part(net):
     assert net.tokens.gene.weight.grad.abs().sum() > 0
     assert net.tokens.gene_value.weight.grad.abs().sum() > 0
     assert net.tokens.missing.grad is not None
+
+
+@pytest.mark.parametrize("d_model,n_heads", [(50, 2), (64, 4)])  # head dim 25 (padded to 32 on CPU) and 16
+def test_encoder_attention_equals_explicit_softmax(d_model, n_heads):
+    from gexbert_sc.module import EncoderLayer
+
+    torch.manual_seed(0)
+    layer = EncoderLayer(d_model, n_heads, 2 * d_model, 0.0).eval()
+    x = torch.randn(3, 9, d_model)
+    keep = torch.ones(3, 9, dtype=torch.bool)
+    keep[1, 4:] = False
+    with torch.no_grad():
+        got = layer(x, keep)
+        B, N, D = x.shape
+        hd = D // n_heads
+        q, k, v = layer.qkv(layer.norm(x)).view(B, N, 3, n_heads, hd).permute(2, 0, 3, 1, 4)
+        s = q @ k.transpose(-1, -2) / math.sqrt(hd)
+        s = s.masked_fill(~keep[:, None, None, :], float("-inf"))
+        a = (s.softmax(-1) @ v).transpose(1, 2).reshape(B, N, D)
+        h = x + layer.out(a)
+        want = h + layer.ff(h)
+    assert torch.allclose(got, want, atol=1e-5)

@@ -1,12 +1,13 @@
 """Pure-torch building blocks of GexBERT. Nothing here knows about AnnData."""
 
-from ._gexbert import GexBERTModule, masked_mse
+from ._gexbert import GexBERTModule, masked_mse, masked_sse
 from ._layers import DecoderLayer, EncoderLayer, FeedForward
 from ._tokens import VALUE_ENCODINGS, ValueTokenizer
 
 __all__ = [
     "GexBERTModule",
     "masked_mse",
+    "masked_sse",
     "EncoderLayer",
     "DecoderLayer",
     "FeedForward",

@@ -45,6 +45,7 @@ class GexBERTModule(nn.Module):
         summary_readout: bool = True,
     ):
         super().__init__()
+        self.d_model, self.d_ff = d_model, d_ff
         self.tokens = ValueTokenizer(n_genes, d_model, n_levels, value_encoding)
         self.cls = nn.Parameter(torch.randn(d_model) * 0.02)
         self.encoder = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
@@ -89,9 +90,13 @@ class GexBERTModule(nn.Module):
         return self.decode(self.encode(genes, values), targets)
 
 
+def masked_sse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum of squared errors over the entries where ``target`` is observed (not NaN)."""
+    obs = ~torch.isnan(target)
+    diff = torch.where(obs, pred.float() - torch.nan_to_num(target.float()), torch.zeros((), device=pred.device))
+    return (diff * diff).sum()
+
+
 def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the entries where ``target`` is observed (not NaN)."""
-    obs = ~torch.isnan(target)
-    n = obs.sum()
-    diff = torch.where(obs, pred.float() - torch.nan_to_num(target.float()), torch.zeros((), device=pred.device))
-    return (diff * diff).sum() / n.clamp(min=1)
+    return masked_sse(pred, target) / (~torch.isnan(target)).sum().clamp(min=1)

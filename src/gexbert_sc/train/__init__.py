@@ -1,13 +1,24 @@
 """Training loop: gene sampling, the two pretraining phases, validation and early stopping."""
 
 from ._sampling import observed_first_subsets, phase_sizes, sample_genes
-from ._trainer import TrainPlan, ValidationSet, evaluate, load_checkpoint, save_checkpoint, train_module
+from ._trainer import (
+    TrainPlan,
+    ValidationSet,
+    evaluate,
+    load_checkpoint,
+    micro_batch_size,
+    save_checkpoint,
+    train_module,
+    train_step,
+)
 
 __all__ = [
     "TrainPlan",
     "ValidationSet",
     "evaluate",
     "train_module",
+    "train_step",
+    "micro_batch_size",
     "save_checkpoint",
     "load_checkpoint",
     "sample_genes",

@@ -10,6 +10,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..module import GexBERTModule, masked_mse
+from ..module import GexBERTModule, masked_mse, masked_sse
 from ._sampling import sample_genes
 
 logger = logging.getLogger("gexbert_sc")
@@ -35,6 +36,8 @@ class TrainPlan:
     An epoch is one pass over the training samples in random order, or, when that is fewer than
     ``min_steps_per_epoch`` batches, as many shuffled passes as make up that many batches (each
     visit of a sample draws other genes), so small cohorts still get enough optimisation steps.
+    ``micro_batch`` splits each batch into passes of that many samples whose gradients are
+    summed (the step is the same); None picks it with :func:`micro_batch_size`.
     """
 
     n_input: int
@@ -48,6 +51,7 @@ class TrainPlan:
     warmup_steps: int = 50
     grad_clip: float = 1.0
     min_steps_per_epoch: int = 25
+    micro_batch: int | None = None
 
 
 @dataclass
@@ -115,6 +119,61 @@ def dist_info() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+#: On CPU, one forward/backward pass holds at most about this many values of the widest
+#: activation (tokens x max(d_ff, 3 d_model)); bigger batches are split into micro-batches whose
+#: gradients are accumulated. Keeping a pass's activations near the caches made the paper-preset
+#: step about 1.3x faster here, while the small "cpu" preset (which fits) gained nothing from
+#: splitting (benchmarks/throughput.py and the issue-3 note).
+CPU_PASS_VALUES = 4_000_000
+
+
+def micro_batch_size(module: GexBERTModule, tokens_per_sample: int, batch_size: int, device: torch.device) -> int:
+    """Samples per forward/backward pass: the whole batch on GPU; on CPU as many as keep the widest
+    activation under :data:`CPU_PASS_VALUES` values (at least 1)."""
+    if device.type != "cpu":
+        return int(batch_size)
+    width = max(module.d_ff, 3 * module.d_model)
+    return int(max(1, min(batch_size, CPU_PASS_VALUES // max(1, tokens_per_sample * width))))
+
+
+def train_step(
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    gi: torch.Tensor,
+    vals: torch.Tensor,
+    gt: torch.Tensor,
+    tgt: torch.Tensor,
+    *,
+    micro_batch: int,
+    grad_clip: float = 0.0,
+) -> float:
+    """One optimisation step on a batch: restore ``tgt`` at genes ``gt`` from ``vals`` at ``gi``.
+
+    The batch is run in passes of ``micro_batch`` samples; each pass's loss is its squared error
+    divided by the batch's number of observed targets, so the summed gradient is that of
+    :func:`masked_mse` over the whole batch. Under DDP only the last pass synchronises gradients.
+    Returns the batch's masked MSE.
+    """
+    device = vals.device
+    n_obs = (~torch.isnan(tgt)).sum().clamp(min=1)
+    opt.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=device)
+    for j in range(0, len(gi), micro_batch):
+        sl = slice(j, j + micro_batch)
+        last = j + micro_batch >= len(gi)
+        with net.no_sync() if (hasattr(net, "no_sync") and not last) else nullcontext():
+            with _autocast(device):
+                pred = net(gi[sl], vals[sl], gt[sl])
+            loss = masked_sse(pred, tgt[sl]) / n_obs
+            loss.backward()
+        total += loss.detach()
+    if grad_clip:
+        params = [p for g in opt.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    return float(total)
 
 
 def _lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -270,6 +329,9 @@ def train_module(
             },
         )
 
+    micro = plan.micro_batch or micro_batch_size(
+        module, plan.n_input + 1 + plan.n_target, -(-plan.batch_size // world), device
+    )
     total_epochs = sum(plan.phase_epochs)
     bar = tqdm(total=total_epochs, desc="GexBERT", unit="epoch", disable=not progress, leave=False)
     bar.update(min(len(history), total_epochs))
@@ -295,19 +357,12 @@ def train_module(
                         rows, gi, gt = rows[mine], gi[mine], gt[mine]
                     x = fetch(rows).to(device, non_blocking=True)
                     vals, tgt = x.gather(1, gi), x.gather(1, gt)
-                    with _autocast(device):
-                        pred = net(gi, vals, gt)
-                    loss = masked_mse(pred, tgt)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if plan.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(module.parameters(), plan.grad_clip)
                     lr = plan.lr * _lr_factor(st["ep"] * steps_per_epoch + i, max_epochs * steps_per_epoch,
                                               plan.warmup_steps)
                     for group in opt.param_groups:
                         group["lr"] = lr
-                    opt.step()
-                    loss_sum += float(loss.detach()) * len(rows)
+                    loss = train_step(net, opt, gi, vals, gt, tgt, micro_batch=micro, grad_clip=plan.grad_clip)
+                    loss_sum += loss * len(rows)
                     loss_n += len(rows)
                 if world > 1:
                     import torch.distributed as dist
