@@ -40,6 +40,22 @@ def test_restore_is_in_input_units_and_tracks_truth(trained):
     assert np.allclose(r, z * sd + mean, atol=1e-4)
 
 
+def test_restore_decodes_the_embedding(trained):
+    import torch
+
+    model, adata = trained
+    a = adata[:40].copy()
+    a.X[np.random.default_rng(0).random(a.shape) < 0.5] = np.nan  # several subsets per sample
+    genes = a.var_names[[0, 5, 9]]
+    emb = model.embed(a, n_input=10, n_repeats=3)
+    z = model.restore(a, genes=genes, n_input=10, n_repeats=3, standardized=True)
+    with torch.no_grad():
+        want = model.module.decode(torch.from_numpy(emb), torch.tensor([[0, 5, 9]]).expand(40, -1)).numpy()
+    assert np.allclose(z, want, atol=1e-5)
+    # the 3 subsets' embeddings differ, so this is an average, not one subset
+    assert not np.allclose(emb, model.embed(a, n_input=10, n_repeats=1), atol=1e-3)
+
+
 def test_restore_rejects_unknown_genes(trained):
     model, adata = trained
     with pytest.raises(KeyError, match="not in the model's vocabulary"):

@@ -439,12 +439,21 @@ class GexBERT:
         )
 
     # ------------------------------------------------------------------ inference
+    #: At most this many input subsets by default. Filling 30% of a 1,000 x 2,000 matrix (cpu
+    #: preset): RMSE 0.8004 with 1 subset, 0.7950 with 4 and 0.7947 with 8, at a cost linear in
+    #: the subsets (encoding dominates): 4 keeps nearly all of the gain for half the time of 8.
+    MAX_DEFAULT_REPEATS = 4
+
     def _default_repeats(self, n_input: int) -> int:
-        return int(min(8, max(1, math.ceil(len(self.genes) / n_input))))
+        return int(min(self.MAX_DEFAULT_REPEATS, max(1, math.ceil(len(self.genes) / n_input))))
 
     @torch.no_grad()
     def _encode(self, adata, n_input, n_repeats, batch_size, random_state, device, decode_genes=None):
-        """Yield ``(rows, summaries (R, B, d), restored (B, M) or None)`` batch by batch."""
+        """Yield ``(rows, embedding (B, d), restored (B, M) or None, codes, mean, sd)`` batch by batch.
+
+        The embedding is the mean of the ``R`` subsets' summaries; genes are restored by decoding
+        it once (on the 1,000 x 2,000 fill benchmark this gives the same RMSE, 0.7947, as averaging
+        the R subsets' decodings, at 1/R of the decoding cost)."""
         adata = self.adata if adata is None else adata
         cols = self._check_compatible(adata, warn=adata is not self.adata)
         n_input = self.config.n_input if n_input is None else int(n_input)
@@ -464,18 +473,19 @@ class GexBERT:
             subsets = observed_first_subsets(~torch.isnan(z), n_input, n_repeats, gen).to(dev)
             z = z.to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                summaries = torch.stack([self.module.encode(s, z.gather(1, s)) for s in subsets]).float()
-                restored = None if gdec is None else self._decode_mean(summaries, gdec)
-            yield rows, summaries, restored, codes, mean, sd
+                emb = sum(self.module.encode(s, z.gather(1, s)).float() for s in subsets) / len(subsets)
+                restored = None if gdec is None else self._decode(emb, gdec)
+            yield rows, emb, restored, codes, mean, sd
 
-    def _decode_mean(self, summaries: torch.Tensor, genes: torch.Tensor, max_tokens: int = 1 << 15) -> torch.Tensor:
-        R, B, _ = summaries.shape
+    def _decode(self, emb: torch.Tensor, genes: torch.Tensor, max_tokens: int = 1 << 15) -> torch.Tensor:
+        """Decode ``genes`` (long ``(M,)`` shared by all rows, or ``(B, M)`` per row) from ``emb``
+        ``(B, d)`` in chunks of about ``max_tokens`` tokens (the cost per gene stays flat)."""
+        B = emb.shape[0]
         chunk = max(1, max_tokens // max(B, 1))
-        out = torch.empty(B, len(genes), device=summaries.device)
-        for g0 in range(0, len(genes), chunk):
-            g = genes[g0 : g0 + chunk].expand(B, -1)
-            acc = sum(self.module.decode(summaries[r], g).float() for r in range(R))
-            out[:, g0 : g0 + chunk] = acc / R
+        out = torch.empty(B, genes.shape[-1], device=emb.device)
+        for g0 in range(0, genes.shape[-1], chunk):
+            g = genes[..., g0 : g0 + chunk].expand(B, -1)
+            out[:, g0 : g0 + chunk] = self.module.decode(emb, g).float()
         return out
 
     def embed(
@@ -492,7 +502,7 @@ class GexBERT:
 
         Each sample is encoded from ``n_input`` of its observed genes; with more observed genes
         than that, ``n_repeats`` seeded random subsets (walking through one random order of the
-        observed genes) are encoded and their embeddings averaged.
+        observed genes) are encoded and their summaries averaged.
 
         Parameters
         ----------
@@ -501,7 +511,8 @@ class GexBERT:
         n_input
             Genes per encoding (default: ``config.n_input``).
         n_repeats
-            Subsets averaged (default: enough to cover the vocabulary, at most 8).
+            Subsets averaged (default: enough to cover the vocabulary, at most 4). The cost is
+            linear in it.
         batch_size
             Samples per forward pass.
         random_state
@@ -514,7 +525,7 @@ class GexBERT:
         ``(n_obs, d_model)`` float32 array.
         """
         parts = [
-            s.mean(0).cpu().numpy()
+            s.cpu().numpy()
             for _, s, *_ in self._encode(adata, n_input, n_repeats, batch_size, random_state, device)
         ]
         d = self.config.d_model
@@ -534,8 +545,8 @@ class GexBERT:
     ) -> np.ndarray:
         """Restore (predict) the values of ``genes`` from each sample's observed genes.
 
-        Each sample is encoded from its observed (non-NaN) genes as in :meth:`embed`; the
-        requested genes are decoded from every subset's summary and the predictions averaged.
+        Each sample is embedded from its observed (non-NaN) genes as in :meth:`embed`, and the
+        requested genes are decoded from that embedding.
 
         Parameters
         ----------
@@ -598,7 +609,7 @@ class GexBERT:
         a = self.adata if adata is None else adata
         out = np.empty((a.n_obs, len(self.genes)), dtype=np.float32)  # filled batch by batch, no copies
         cols = self._alignment(a)
-        for rows, summaries, _, codes, mean, sd in self._encode(
+        for rows, emb, _, codes, mean, sd in self._encode(
             adata, n_input, n_repeats, batch_size, random_state, device
         ):
             x = self._aligned(a, rows, cols)
@@ -608,10 +619,9 @@ class GexBERT:
                 width = int(counts.max())
                 # each row's missing genes first; the padding (observed genes) is decoded and discarded
                 order = np.argsort(~miss, axis=1, kind="stable")[:, :width]
-                genes = torch.as_tensor(order, dtype=torch.long, device=summaries.device)
-                with torch.autocast(summaries.device.type, dtype=torch.bfloat16, enabled=summaries.device.type == "cuda"):
-                    z = sum(self.module.decode(summaries[r], genes).float() for r in range(len(summaries)))
-                z = (z / len(summaries)).cpu().numpy()
+                genes = torch.as_tensor(order, dtype=torch.long, device=emb.device)
+                with torch.autocast(emb.device.type, dtype=torch.bfloat16, enabled=emb.device.type == "cuda"):
+                    z = self._decode(emb, genes).cpu().numpy()
                 c = codes[rows]
                 filled = z * sd[c[:, None], order] + mean[c[:, None], order]
                 r_idx, k_idx = np.nonzero(np.arange(width)[None, :] < counts[:, None])
