@@ -40,7 +40,7 @@ import torch
 import gexbert_sc as gb
 from gexbert_sc.model import resolve_config
 from gexbert_sc.module import GexBERTModule
-from gexbert_sc.train import micro_batch_size, sample_genes, train_step
+from gexbert_sc.train import micro_batch_size, sample_genes, tokens_per_pass, train_step
 
 OUT = Path(__file__).parent / "results"
 
@@ -110,7 +110,7 @@ def decoder_cost(preset: str = "paper", n_genes: int = 20_000, n_samples: int = 
     res = {}
     for M in (512, n_genes):
         genes = torch.arange(M).expand(n_samples, -1)
-        chunk = max(1, (1 << 15) // n_samples)  # as GexBERT.restore does: ~32k tokens per decoder call
+        chunk = max(1, tokens_per_pass(m, torch.device("cpu")) // n_samples)  # as GexBERT.restore chunks
         m.decode(s, genes[:, :min(M, chunk)])  # warm-up
         t = time.perf_counter()
         for g0 in range(0, M, chunk):

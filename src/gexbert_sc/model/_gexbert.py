@@ -30,7 +30,15 @@ from .._validate import (
     obs_labels,
 )
 from ..module import GexBERTModule
-from ..train import TrainPlan, ValidationSet, evaluate, observed_first_subsets, train_module
+from ..train import (
+    TrainPlan,
+    ValidationSet,
+    evaluate,
+    micro_batch_size,
+    observed_first_subsets,
+    tokens_per_pass,
+    train_module,
+)
 from ._config import GexBERTConfig, resolve_config
 
 logger = logging.getLogger("gexbert_sc")
@@ -473,15 +481,24 @@ class GexBERT:
             subsets = observed_first_subsets(~torch.isnan(z), n_input, n_repeats, gen).to(dev)
             z = z.to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                emb = sum(self.module.encode(s, z.gather(1, s)).float() for s in subsets) / len(subsets)
+                emb = sum(self._encode_rows(s, z.gather(1, s)) for s in subsets) / len(subsets)
                 restored = None if gdec is None else self._decode(emb, gdec)
             yield rows, emb, restored, codes, mean, sd
 
-    def _decode(self, emb: torch.Tensor, genes: torch.Tensor, max_tokens: int = 1 << 15) -> torch.Tensor:
+    def _encode_rows(self, genes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """``module.encode`` in passes of cache-sized row chunks on CPU (paper preset, 128 rows:
+        about 1.45x faster in chunks of 4 here); float32 ``(B, d)``."""
+        step = micro_batch_size(self.module, genes.shape[1] + 1, len(genes), genes.device)
+        return torch.cat([self.module.encode(genes[i : i + step], values[i : i + step]).float()
+                          for i in range(0, len(genes), step)])
+
+    def _decode(self, emb: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
         """Decode ``genes`` (long ``(M,)`` shared by all rows, or ``(B, M)`` per row) from ``emb``
-        ``(B, d)`` in chunks of about ``max_tokens`` tokens (the cost per gene stays flat)."""
+        ``(B, d)`` in chunks of a bounded number of tokens, so the cost per gene stays flat: on CPU
+        :func:`~gexbert_sc.train.tokens_per_pass` (paper preset: about 2,100 us per gene for 64
+        samples in chunks of 4,096 tokens vs 3,000 us in chunks of 32,768), 32,768 elsewhere."""
         B = emb.shape[0]
-        chunk = max(1, max_tokens // max(B, 1))
+        chunk = max(1, (tokens_per_pass(self.module, emb.device) or 1 << 15) // max(B, 1))
         out = torch.empty(B, genes.shape[-1], device=emb.device)
         for g0 in range(0, genes.shape[-1], chunk):
             g = genes[..., g0 : g0 + chunk].expand(B, -1)

@@ -9,6 +9,7 @@ from ._trainer import (
     micro_batch_size,
     save_checkpoint,
     train_module,
+    tokens_per_pass,
     train_step,
 )
 
@@ -19,6 +20,7 @@ __all__ = [
     "train_module",
     "train_step",
     "micro_batch_size",
+    "tokens_per_pass",
     "save_checkpoint",
     "load_checkpoint",
     "sample_genes",

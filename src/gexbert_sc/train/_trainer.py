@@ -129,13 +129,21 @@ def dist_info() -> tuple[int, int]:
 CPU_PASS_VALUES = 4_000_000
 
 
+def tokens_per_pass(module: GexBERTModule, device: torch.device) -> int | None:
+    """Tokens one pass should hold: on CPU, :data:`CPU_PASS_VALUES` over the widest activation
+    (paper preset: 5,000 tokens; cpu preset: 20,833); None (no limit) elsewhere."""
+    if device.type != "cpu":
+        return None
+    return max(1, CPU_PASS_VALUES // max(module.d_ff, 3 * module.d_model))
+
+
 def micro_batch_size(module: GexBERTModule, tokens_per_sample: int, batch_size: int, device: torch.device) -> int:
     """Samples per forward/backward pass: the whole batch on GPU; on CPU as many as keep the widest
     activation under :data:`CPU_PASS_VALUES` values (at least 1)."""
-    if device.type != "cpu":
+    limit = tokens_per_pass(module, device)
+    if limit is None:
         return int(batch_size)
-    width = max(module.d_ff, 3 * module.d_model)
-    return int(max(1, min(batch_size, CPU_PASS_VALUES // max(1, tokens_per_sample * width))))
+    return int(max(1, min(batch_size, limit // max(1, tokens_per_sample))))
 
 
 def train_step(
@@ -372,7 +380,7 @@ def train_module(
                     loss_sum, loss_n = float(tot[0]), int(tot[1])
                 rec = {"phase": phase, "epoch": len(history), "train_loss": loss_sum / max(loss_n, 1), "lr": lr}
                 if vs is not None:
-                    rec.update(evaluate(module, fetch, vs, max(plan.batch_size, 64), device))
+                    rec.update(evaluate(module, fetch, vs, micro if micro < plan.batch_size else max(plan.batch_size, 64), device))
                 else:
                     rec.update({"val_same": math.nan, "val_other": math.nan, "val_mean": math.nan})
                 rec["seconds"] = time.perf_counter() - t0
