@@ -4,7 +4,8 @@
 2. Training step (phase 2, batch 32, 20,000-gene vocabulary) of the "paper" and "cpu" presets:
    samples/s and achieved FLOP/s as a fraction of (1). FLOPs per sample of one forward pass, with
    N = n_input + 1 encoder tokens, M = n_target restored genes, d = d_model, f = d_ff, L = n_layers:
-       encoder  L * (2*N*4*d^2  +  2*N*2*d*f  +  4*N^2*d)        (QKV+out, feed-forward, QK^T and AV)
+       encoder  (L-1) * (2*N*4*d^2  +  2*N*2*d*f  +  4*N^2*d)    (QKV+out, feed-forward, QK^T and AV)
+                +  2*N*3*d^2 + 2*d^2 + 2*2*d*f + 4*N*d              (last layer: the cls query only)
        decoder  L * (2*2*d^2    +  2*(M+1)*2*d*f)                 (value+out on the summary, feed-forward)
        head     2*M*d (+ 2*M*d with the summary readout)
    A training step counts 3x the forward FLOPs (backward ~ 2x forward); embeddings, norms,
@@ -57,7 +58,8 @@ def matmul_rate(n: int = 2048, reps: int = 10) -> float:
 def forward_flops(c, n_input: int, n_target: int) -> float:
     d, f, L = c.d_model, c.d_ff, c.n_layers
     N, M = n_input + 1, n_target
-    enc = L * (2 * N * 4 * d * d + 2 * N * 2 * d * f + 4 * N * N * d)
+    enc = (L - 1) * (2 * N * 4 * d * d + 2 * N * 2 * d * f + 4 * N * N * d)
+    enc += 2 * N * 3 * d * d + 2 * d * d + 2 * 2 * d * f + 4 * N * d  # last layer: only the cls position is used
     dec = L * (2 * 2 * d * d + 2 * (M + 1) * 2 * d * f)
     head = 2 * M * d * (2 if c.summary_readout else 1)
     return float(enc + dec + head)

@@ -102,3 +102,18 @@ def test_encoder_attention_equals_explicit_softmax(d_model, n_heads):
         h = x + layer.out(a)
         want = h + layer.ff(h)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_last_encoder_layer_computes_only_the_summary(net):
+    genes = torch.tensor([[3, 7, 11, 20, 31], [1, 2, 3, 4, 5]])
+    vals = torch.tensor([[0.5, -1.0, float("nan"), 2.0, 0.1], [0.3, 0.2, -0.4, 1.0, 0.0]])
+    with torch.no_grad():
+        got = net.encode(genes, vals)
+        # the full computation: every layer on every position
+        x = net.tokens(genes, vals)
+        x = torch.cat([net.cls.expand(2, 1, -1), x], dim=1)
+        keep = torch.cat([torch.ones(2, 1, dtype=torch.bool), ~torch.isnan(vals)], dim=1)
+        for layer in net.encoder:
+            x = layer(x, keep)
+        assert layer(x, keep, first_only=True).shape == (2, 1, 16)
+    assert torch.allclose(got, x[:, 0], atol=1e-5)

@@ -62,7 +62,8 @@ class GexBERTModule(nn.Module):
 
         ``genes``: long ``(B, N)`` vocabulary indices; ``values``: float ``(B, N)`` standardised
         values, NaN where missing. Missing genes are masked out of attention. The summary is the
-        cls position's residual stream, with no final LayerNorm (one stalled training here).
+        cls position's residual stream, with no final LayerNorm (one stalled training here). The
+        last layer computes the cls position only.
         """
         x = self.tokens(genes, values)
         x = torch.cat([self.cls.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
@@ -70,8 +71,11 @@ class GexBERTModule(nn.Module):
         keep = None
         if bool(missing.any()):
             keep = torch.cat([torch.ones_like(missing[:, :1]), ~missing], dim=1)
-        for layer in self.encoder:
-            x = layer(x, keep)
+        last = len(self.encoder) - 1
+        for i, layer in enumerate(self.encoder):
+            # only the summary position of the last layer is used: its other N-1 positions (their
+            # attention queries, output projection and feed-forward) are not computed
+            x = layer(x, keep, first_only=i == last)
         return x[:, 0]
 
     def decode(self, summary: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:

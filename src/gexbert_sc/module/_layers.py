@@ -42,7 +42,10 @@ class EncoderLayer(nn.Module):
         self.ff = FeedForward(d_model, d_ff, dropout)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, first_only: bool = False) -> torch.Tensor:
+        """``x`` ``(B, N, D)`` -> ``(B, N, D)``; with ``first_only`` only position 0 is computed,
+        ``(B, 1, D)`` (it still attends to every kept token): the last encoder layer needs
+        nothing else, since the summary is position 0."""
         B, N, D = x.shape
         H = self.n_heads
         hd = D // H
@@ -55,12 +58,14 @@ class EncoderLayer(nn.Module):
         if pad:
             qkv = F.pad(qkv, (0, pad))
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if first_only:
+            q, x = q[:, :, :1], x[:, :1]
         mask = None if keep is None else keep[:, None, None, :]
         drop = self.dropout if self.training else 0.0
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=hd**-0.5)
         if pad:
             a = a[..., :hd]
-        a = self.out(a.transpose(1, 2).reshape(B, N, D))
+        a = self.out(a.transpose(1, 2).reshape(B, x.shape[1], D))
         if self.dropout and self.training:
             a = F.dropout(a, self.dropout, True)
         x = x + a
