@@ -16,6 +16,9 @@ SCRIPT = textwrap.dedent(
     import os, sys, torch
     import gexbert_sc as gb
     torch.set_num_threads(1)
+    import gexbert_sc.train._trainer as trainer
+    if {one_sample_passes}:  # every batch runs in passes of 1 sample: DDP syncs only on the last
+        trainer.CPU_PASS_VALUES = 1
     adata = gb.datasets.synthetic(n_obs=160, n_vars=60, n_types=3, n_modules=4, module_size=10, random_state=1)
     model = gb.GexBERT(adata, random_state=0, **{tiny})
     model.train(phase1_epochs=2, phase2_epochs=2, progress=False, device="cpu")
@@ -35,8 +38,10 @@ def _free_port():
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
-def test_two_process_ddp_matches_one_process(tmp_path):
+@pytest.mark.parametrize("one_sample_passes", [False, True])
+def test_two_process_ddp_matches_one_process(tmp_path, one_sample_passes):
     code = SCRIPT.replace("{tiny}", repr({**TINY, "batch_size": 32, "min_steps_per_epoch": 4}))
+    code = code.replace("{one_sample_passes}", repr(one_sample_passes))
     script = tmp_path / "train.py"
     script.write_text(code)
     one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], capture_output=True, text=True, timeout=300)
