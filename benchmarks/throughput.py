@@ -24,6 +24,8 @@
 
 Usage: python benchmarks/throughput.py [--quick]
 Writes benchmarks/results/throughput.json, throughput.md and throughput_profile.txt.
+       python benchmarks/throughput.py --fill-seeds 0 1 2
+runs only (5) for GexBERT, once per training seed, and writes throughput_fill_seeds.{json,md}.
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def big_matrix(n_obs: int = 10_000, n_vars: int = 20_000):
             "peak_rss_mb": rss, "rss_before_mb": rss0, "matrix_mb": X.nbytes / 1e6, "all_finite": ok}
 
 
-def fill_comparison(quick: bool):
+def fill_comparison(quick: bool, seed: int = 0, baselines: bool = True):
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer, KNNImputer
 
@@ -172,7 +174,7 @@ def fill_comparison(quick: bool):
     rmse = lambda F: float(np.sqrt(np.mean((F[mask] - truth[mask]) ** 2)))  # noqa: E731
     out = {}
     t = time.perf_counter()
-    model = gb.GexBERT(a, random_state=0).train(progress=False, **({"phase1_epochs": 2, "phase2_epochs": 2} if quick else {}))
+    model = gb.GexBERT(a, random_state=seed).train(progress=False, **({"phase1_epochs": 2, "phase2_epochs": 2} if quick else {}))
     out["gexbert_train_s"] = time.perf_counter() - t
     t = time.perf_counter()
     F = model.impute(a)  # default: 4 input subsets averaged
@@ -182,6 +184,8 @@ def fill_comparison(quick: bool):
     F = model.impute(a, n_repeats=1)
     out["gexbert_fill1_s"] = time.perf_counter() - t
     out["gexbert_fill1_rmse"] = rmse(F)
+    if not baselines:
+        return out
     t = time.perf_counter()
     F = KNNImputer(n_neighbors=10).fit_transform(a.X)
     out["knn_s"] = time.perf_counter() - t
@@ -195,11 +199,39 @@ def fill_comparison(quick: bool):
     return out
 
 
+def fill_seeds(seeds: list[int]) -> None:
+    """(5) for GexBERT alone, once per training seed; writes throughput_fill_seeds.{json,md}."""
+    runs = []
+    for seed in seeds:
+        r = fill_comparison(False, seed=seed, baselines=False)
+        r["seed"] = seed
+        runs.append(r)
+        print(r, flush=True)
+    (OUT / "throughput_fill_seeds.json").write_text(json.dumps(runs, indent=1))
+    cols = [("gexbert_train_s", "train (s)", "{:.0f}"), ("gexbert_fill_s", "fill, 4 subsets (s)", "{:.2f}"),
+            ("gexbert_rmse", "RMSE, 4 subsets", "{:.4f}"), ("gexbert_fill1_s", "fill, 1 subset (s)", "{:.2f}"),
+            ("gexbert_fill1_rmse", "RMSE, 1 subset", "{:.4f}")]
+    lines = [f"# Fill 30% of 1,000 x 2,000: GexBERT over training seeds\n\n"
+             f"`python benchmarks/throughput.py --fill-seeds {' '.join(map(str, seeds))}`\n",
+             "| seed | " + " | ".join(c[1] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for r in runs:
+        lines.append(f"| {r['seed']} | " + " | ".join(f.format(r[k]) for k, _, f in cols) + " |")
+    for name, fn in (("mean", np.mean), ("sd", lambda v: np.std(v, ddof=1) if len(v) > 1 else float("nan"))):
+        lines.append(f"| {name} | " + " | ".join(f.format(fn([r[k] for r in runs])) for k, _, f in cols) + " |")
+    (OUT / "throughput_fill_seeds.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
+    ap.add_argument("--fill-seeds", type=int, nargs="+", metavar="SEED",
+                    help="only (5), GexBERT trained with each of these seeds: the spread of its fill time and RMSE")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.fill_seeds:
+        fill_seeds(args.fill_seeds)
+        return
     res = {"meta": {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
                     "processor": platform.processor(), "command": "python benchmarks/throughput.py" + (" --quick" if args.quick else "")}}
     # The matmul rate of this shared machine drifts by +-10% within minutes: it is measured next to
