@@ -12,8 +12,11 @@
    softmax and the optimiser are left out (so the fraction is slightly pessimistic).
    The step is the trainer's own ``train_step``: on CPU it runs the batch in micro-batches
    (``micro_batch_size``: 4 samples per pass for the paper preset, the whole batch for the cpu
-   preset); the paper preset is also timed with the batch in one pass, for the ratio.
-   A torch.profiler table of the paper-preset step is written beside the results.
+   preset); the paper preset is also timed with the batch in one pass, for the ratio, and with
+   ReLU instead of GELU in its feed-forward blocks (``activation="relu"``).
+   A torch.profiler table of the paper-preset steps is written beside the results, and the
+   profiled step is split into linear layers, attention and the rest, with the rate each kernel
+   class reached and the ceiling: the step's FLOPs over the kernel time alone.
 3. Restoring all 20,000 genes for 64 samples (paper preset), and time per restored gene when
    restoring 512 vs 20,000 genes.
 4. Embedding and filling the missing entries (10% MCAR) of a 10,000 x 20,000 matrix with the cpu
@@ -70,14 +73,44 @@ def forward_flops(c, n_input: int, n_target: int) -> float:
 def build(c, n_genes: int) -> GexBERTModule:
     torch.manual_seed(0)
     return GexBERTModule(n_genes, c.d_model, c.n_layers, c.n_heads, c.d_ff, c.n_levels, c.value_encoding,
-                         c.dropout, c.summary_readout)
+                         c.dropout, c.summary_readout, c.activation)
+
+
+def attention_flops(c, n_input: int) -> float:
+    """The attention part of :func:`forward_flops` (QK^T and AV); the rest is in linear layers."""
+    N, d, L = n_input + 1, c.d_model, c.n_layers
+    return float((L - 1) * 4 * N * N * d + 4 * N * d)
+
+
+LINEAR_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
+ATTENTION_OPS = ("aten::_scaled_dot_product_flash_attention_for_cpu",
+                 "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
+
+
+def breakdown(prof, wall: float, c, batch: int) -> dict:
+    """Where one profiled step's time went: linear layers (mm/addmm/bmm), attention (the flash
+    kernel, forward and backward) and everything else, with the rate each kernel class reached.
+    ``ceiling_flop_per_s`` is the step's FLOPs over the kernel time alone: the rate a step would
+    reach with these kernels and zero overhead. The profiler slows the small ops most, so
+    ``other_s`` is an upper bound."""
+    self_s = {}
+    for e in prof.key_averages():
+        self_s[e.key] = self_s.get(e.key, 0.0) + e.self_cpu_time_total / 1e6
+    lin = sum(self_s.get(k, 0.0) for k in LINEAR_OPS)
+    att = sum(self_s.get(k, 0.0) for k in ATTENTION_OPS)
+    total = 3 * forward_flops(c, c.n_input, c.n_target) * batch
+    att_flops = 3 * attention_flops(c, c.n_input) * batch
+    return {"profiled_step_s": wall, "linear_s": lin, "attention_s": att, "other_s": wall - lin - att,
+            "linear_flop_per_s": (total - att_flops) / lin, "attention_flop_per_s": att_flops / att,
+            "ceiling_flop_per_s": total / (lin + att)}
 
 
 def train_step_rate(preset: str, n_genes: int = 20_000, batch: int = 32, steps: int = 3, profile: bool = False,
-                    micro: int | None = None):
+                    micro: int | None = None, **overrides):
     """Seconds per training step, timed with the trainer's own ``train_step`` (micro-batches as
-    training picks them unless ``micro`` is given; ``micro=batch`` is one pass per batch)."""
-    c = resolve_config(preset)
+    training picks them unless ``micro`` is given; ``micro=batch`` is one pass per batch).
+    ``overrides`` change the preset's settings (e.g. ``activation="relu"``)."""
+    c = resolve_config(preset, **overrides)
     m = build(c, n_genes).train()
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
@@ -94,15 +127,19 @@ def train_step_rate(preset: str, n_genes: int = 20_000, batch: int = 32, steps: 
         step()
     dt = (time.perf_counter() - t) / steps
     flops = 3 * forward_flops(c, c.n_input, c.n_target) * batch
+    out = {"preset": preset, **overrides, "micro_batch": micro, "seconds_per_step": dt, "samples_per_s": batch / dt,
+           "flop_per_step": flops, "flop_per_s": flops / dt}
     prof_table = None
     if profile:
         from torch.profiler import ProfilerActivity, profile as tprofile
 
         with tprofile(activities=[ProfilerActivity.CPU]) as p:
+            t = time.perf_counter()
             step()
+            wall = time.perf_counter() - t
         prof_table = p.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
-    return {"preset": preset, "micro_batch": micro, "seconds_per_step": dt, "samples_per_s": batch / dt,
-            "flop_per_step": flops, "flop_per_s": flops / dt}, prof_table
+        out["breakdown"] = breakdown(p, wall, c, batch)
+    return out, prof_table
 
 
 @torch.no_grad()
@@ -239,18 +276,21 @@ def main() -> None:
     res["matmul_runs"] = [matmul_rate()]
     print("matmul GFLOP/s", res["matmul_runs"][0] / 1e9, flush=True)
     res["train_step"] = []
-    runs = [("paper", None), ("paper", 32), ("cpu", None)]
-    for preset, micro in runs:
+    runs = [("paper", None, {}), ("paper", 32, {}), ("paper", None, {"activation": "relu"}), ("cpu", None, {})]
+    for preset, micro, over in runs:
         r, table = train_step_rate(preset, steps=1 if args.quick else 3, micro=micro,
-                                   profile=preset == "paper" and micro is None)
+                                   profile=preset == "paper" and micro is None, **over)
         res["matmul_runs"].append(matmul_rate())
         res["train_step"].append(r)
         print(r, flush=True)
         if table:
-            (OUT / "throughput_profile.txt").write_text(table)
+            name = "throughput_profile.txt" if not over else "throughput_profile_" + "_".join(map(str, over.values())) + ".txt"
+            (OUT / name).write_text(table)
     res["matmul_flop_per_s"] = float(np.median(res["matmul_runs"]))
     for r in res["train_step"]:
         r["fraction_of_matmul"] = r["flop_per_s"] / res["matmul_flop_per_s"]
+        if "breakdown" in r:
+            r["breakdown"]["ceiling_fraction_of_matmul"] = r["breakdown"]["ceiling_flop_per_s"] / res["matmul_flop_per_s"]
     res["decoder"] = decoder_cost()
     print(res["decoder"], flush=True)
     # in a fresh process, so that its peak RSS is its own
@@ -273,8 +313,22 @@ def main() -> None:
              "| training step (phase 2, batch 32, 20k vocab) | samples per pass | s/step | samples/s | GFLOP/s | fraction of matmul |",
              "|---|---|---|---|---|---|"]
     for r in res["train_step"]:
-        lines.append(f"| {r['preset']} | {r['micro_batch']} | {r['seconds_per_step']:.2f} | {r['samples_per_s']:.1f} | "
+        name = r["preset"] + (f", {r['activation']}" if "activation" in r else "")
+        lines.append(f"| {name} | {r['micro_batch']} | {r['seconds_per_step']:.2f} | {r['samples_per_s']:.1f} | "
                      f"{r['flop_per_s'] / 1e9:.1f} | {r['fraction_of_matmul']:.0%} |")
+    lines += ["", "Where one profiled step went (torch.profiler self time; linear = mm/addmm/bmm, attention = the "
+              "flash kernel's forward and backward; the profiler slows small ops, so 'other' is an upper bound). "
+              "Ceiling: the step's FLOPs over linear + attention time, i.e. these kernels with zero overhead.\n",
+              "| step | profiled s | linear s (GFLOP/s) | attention s (GFLOP/s) | other s | ceiling GFLOP/s (of matmul) |",
+              "|---|---|---|---|---|---|"]
+    for r in res["train_step"]:
+        if "breakdown" not in r:
+            continue
+        b = r["breakdown"]
+        name = r["preset"] + (f", {r['activation']}" if "activation" in r else "")
+        lines.append(f"| {name} | {b['profiled_step_s']:.2f} | {b['linear_s']:.2f} ({b['linear_flop_per_s'] / 1e9:.0f}) | "
+                     f"{b['attention_s']:.2f} ({b['attention_flop_per_s'] / 1e9:.0f}) | {b['other_s']:.2f} | "
+                     f"{b['ceiling_flop_per_s'] / 1e9:.0f} ({b['ceiling_fraction_of_matmul']:.0%}) |")
     d = res["decoder"]
     lines += ["", "| decoder (paper preset, 64 samples) | value |", "|---|---|",
               f"| restore all 20,000 genes | {d['restore_all_seconds']:.2f} s |",

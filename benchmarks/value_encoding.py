@@ -11,6 +11,7 @@ Variants:
   interp       interpolated levels, summary readout
   binned       the paper's hard 64-level bins, summary readout
   paper        the paper's bins and decoder (no summary readout)
+  interp_proj_relu  interp_proj with ReLU instead of GELU in the feed-forward blocks
 
 Usage: python benchmarks/value_encoding.py [--seeds 0 1] [--cohorts ...] [--variants ...]
 Writes benchmarks/results/value_encoding.json and .md.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -37,6 +39,7 @@ VARIANTS = {
     "interp": dict(value_encoding="interp", summary_readout=True),
     "binned": dict(value_encoding="binned", summary_readout=True),
     "paper": dict(value_encoding="binned", summary_readout=False),
+    "interp_proj_relu": dict(value_encoding="interp_proj", summary_readout=True, activation="relu"),
 }
 COHORTS = ["ovarian_gse51088", "nki_breast", "tcga_skcm", "synthetic"]
 
@@ -65,6 +68,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS))
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "value_encoding"))
     ap.add_argument("--append", action="store_true", help="add to the runs already in the output JSON")
+    ap.add_argument("--title", default="Value encodings on real cohorts", help="heading of the Markdown table")
     args = ap.parse_args()
     rows = []
     if args.append and Path(args.out + ".json").exists():
@@ -89,11 +93,11 @@ def main() -> None:
 def write(rows: list[dict], args) -> None:
     """JSON of every run and a Markdown table of means over seeds."""
     meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), machine=platform.machine(),
-                command="python benchmarks/value_encoding.py " + " ".join(sys.argv[1:]))
+                command="python benchmarks/value_encoding.py " + shlex.join(sys.argv[1:]))
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))
     # Markdown: mean over seeds
     seeds = sorted({r["seed"] for r in rows})
-    lines = [f"# Value encodings on real cohorts\n\n`{meta['command']}` (torch {meta['torch']}, {meta['threads']} threads;"
+    lines = [f"# {getattr(args, 'title', 'Value encodings on real cohorts')}\n\n`{meta['command']}` (torch {meta['torch']}, {meta['threads']} threads;"
              " runs may come from several invocations with --append)\n",
              "MSE in standardised units on the validation samples, mean over seeds "
              f"{seeds}. `val_other`: restore genes not in the input; `val_same`: restore the input genes; "

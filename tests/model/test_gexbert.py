@@ -207,6 +207,8 @@ def test_config_presets_and_overrides():
         resolve_config("cpu", n_levels=1)
     with pytest.raises(ValueError, match="unknown config preset"):
         resolve_config("gpu")
+    with pytest.raises(ValueError, match="config.activation must be one of"):
+        resolve_config("cpu", activation="tanh")
     assert isinstance(resolve_config(GexBERTConfig()), GexBERTConfig)
 
 
@@ -244,3 +246,21 @@ def test_tampered_weights_are_refused(trained, tmp_path):
     f.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="damaged"):
         gb.GexBERT.load(tmp_path / "m")
+
+
+def test_relu_model_round_trip_and_models_without_activation_load_as_gelu(small_adata, tmp_path):
+    relu = tiny_model(small_adata, activation="relu").train(phase1_epochs=1, phase2_epochs=1, progress=False)
+    assert relu.module.encoder[0].ff.activation == "relu"
+    relu.save(tmp_path / "r")
+    loaded = gb.GexBERT.load(tmp_path / "r", small_adata)
+    assert loaded.config.activation == "relu"
+    assert np.array_equal(relu.embed(small_adata), loaded.embed(small_adata))
+    # a model written before the setting existed has no "activation" key: it was trained with GELU
+    gelu = tiny_model(small_adata).train(phase1_epochs=1, phase2_epochs=1, progress=False)
+    gelu.save(tmp_path / "g")
+    meta = json.loads((tmp_path / "g" / "model.json").read_text())
+    del meta["config"]["activation"]
+    (tmp_path / "g" / "model.json").write_text(json.dumps(meta))
+    old = gb.GexBERT.load(tmp_path / "g", small_adata)
+    assert old.config.activation == "gelu"
+    assert np.array_equal(gelu.embed(small_adata), old.embed(small_adata))

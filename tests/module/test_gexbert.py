@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gexbert_sc.module import GexBERTModule, masked_mse
+from gexbert_sc.module import FeedForward, GexBERTModule, masked_mse
 
 
 @pytest.fixture
@@ -117,3 +117,21 @@ def test_last_encoder_layer_computes_only_the_summary(net):
             x = layer(x, keep)
         assert layer(x, keep, first_only=True).shape == (2, 1, 16)
     assert torch.allclose(got, x[:, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_feed_forward_activation(activation):
+    torch.manual_seed(0)
+    ff = FeedForward(8, 16, 0.0, activation)
+    x = torch.randn(3, 5, 8)
+    h = ff.fc1(ff.norm(x))
+    h = torch.nn.functional.gelu(h) if activation == "gelu" else h.clamp(min=0)
+    torch.testing.assert_close(ff(x), ff.fc2(h))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        FeedForward(8, 16, 0.0, "swish")
+
+
+def test_module_activation_reaches_every_block():
+    m = GexBERTModule(n_genes=10, d_model=8, n_layers=2, n_heads=2, d_ff=16, activation="relu")
+    blocks = [layer.ff for layer in [*m.encoder, *m.decoder]]
+    assert len(blocks) == 4 and {b.activation for b in blocks} == {"relu"}

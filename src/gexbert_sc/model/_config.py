@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from ..module import VALUE_ENCODINGS
+from ..module import ACTIVATIONS, VALUE_ENCODINGS
 
 LEVEL_CUTS = ("quantile", "uniform")
 
@@ -24,6 +24,8 @@ class GexBERTConfig:
         Attention heads (paper: 8).
     d_ff
         Width of the feed-forward blocks (paper: open; ``4 * d_model`` in the ``"paper"`` preset).
+    activation
+        Feed-forward activation, ``"gelu"`` or ``"relu"`` (paper: open).
     dropout
         Dropout rate (paper: open). 0 by default: on CPU dropout slows a step a lot and the
         random gene sampling already regularises.
@@ -65,6 +67,7 @@ class GexBERTConfig:
     n_layers: int = 2
     n_heads: int = 4
     d_ff: int = 128
+    activation: str = "gelu"
     dropout: float = 0.0
     n_levels: int = 64
     value_encoding: str = "interp_proj"
@@ -99,6 +102,8 @@ class GexBERTConfig:
             raise ValueError(f"config.n_levels must be an integer in [2, 4096], got {self.n_levels!r}")
         if self.value_encoding not in VALUE_ENCODINGS:
             raise ValueError(f"config.value_encoding must be one of {VALUE_ENCODINGS}, got {self.value_encoding!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"config.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.level_cut not in LEVEL_CUTS:
             raise ValueError(f"config.level_cut must be one of {LEVEL_CUTS}, got {self.level_cut!r}")
         if not 0.0 <= self.dropout < 1.0:

@@ -232,6 +232,7 @@ class GexBERT:
             value_encoding=c.value_encoding,
             dropout=c.dropout,
             summary_readout=c.summary_readout,
+            activation=c.activation,
         )
 
     def _alignment(self, adata: AnnData) -> np.ndarray:
@@ -760,7 +761,8 @@ class GexBERT:
             raise ValueError(f"{d / WEIGHTS_FILE} cannot be read ({e}); the file is damaged, save the model again") from None
 
         self = cls.__new__(cls)
-        self.config = resolve_config(GexBERTConfig(), **meta["config"])
+        # models saved before the activation setting existed used GELU
+        self.config = resolve_config(GexBERTConfig(), **{"activation": "gelu", **meta["config"]})
         self.genes = np.asarray(meta["genes"], dtype=str)
         self.layer = meta["layer"]
         self.batch_key = meta["batch_key"]

@@ -1,7 +1,7 @@
 """Pure-torch building blocks of GexBERT. Nothing here knows about AnnData."""
 
 from ._gexbert import GexBERTModule, masked_mse, masked_sse
-from ._layers import DecoderLayer, EncoderLayer, FeedForward
+from ._layers import ACTIVATIONS, DecoderLayer, EncoderLayer, FeedForward
 from ._tokens import VALUE_ENCODINGS, ValueTokenizer
 
 __all__ = [
@@ -12,5 +12,6 @@ __all__ = [
     "DecoderLayer",
     "FeedForward",
     "ValueTokenizer",
+    "ACTIVATIONS",
     "VALUE_ENCODINGS",
 ]

@@ -30,6 +30,8 @@ class GexBERTModule(nn.Module):
         Add a per-gene linear readout of the summary, ``<readout[gene], summary>``, to the
         decoder's output (beyond the paper). It gives the encoder a gradient from the first step;
         without it the encoder-decoder pair stalls at predicting the mean for hundreds of steps.
+    activation
+        Feed-forward activation, ``"gelu"`` or ``"relu"``.
     """
 
     def __init__(
@@ -43,13 +45,14 @@ class GexBERTModule(nn.Module):
         value_encoding: str = "interp_proj",
         dropout: float = 0.0,
         summary_readout: bool = True,
+        activation: str = "gelu",
     ):
         super().__init__()
         self.d_model, self.d_ff = d_model, d_ff
         self.tokens = ValueTokenizer(n_genes, d_model, n_levels, value_encoding)
         self.cls = nn.Parameter(torch.randn(d_model) * 0.02)
-        self.encoder = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
+        self.encoder = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout, activation) for _ in range(n_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(d_model, n_heads, d_ff, dropout, activation) for _ in range(n_layers))
         self.dec_norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, 1)
         self.readout = None

@@ -7,18 +7,25 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class FeedForward(nn.Module):
-    """Position-wise feed-forward block (pre-norm, GELU)."""
+ACTIVATIONS = ("gelu", "relu")
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float):
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward block (pre-norm; GELU or ReLU)."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str = "gelu"):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.norm = nn.LayerNorm(d_model)
         self.fc1 = nn.Linear(d_model, d_ff)
         self.fc2 = nn.Linear(d_ff, d_model)
         self.dropout = dropout
+        self.activation = activation
+        self._act = F.gelu if activation == "gelu" else F.relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.fc2(F.gelu(self.fc1(self.norm(x))))
+        h = self.fc2(self._act(self.fc1(self.norm(x))))
         if self.dropout and self.training:
             h = F.dropout(h, self.dropout, True)
         return h
@@ -31,7 +38,7 @@ class EncoderLayer(nn.Module):
     (missing genes are False, so they contribute nothing to any other token).
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, activation: str = "gelu"):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
@@ -39,7 +46,7 @@ class EncoderLayer(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
-        self.ff = FeedForward(d_model, d_ff, dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation)
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, first_only: bool = False) -> torch.Tensor:
@@ -84,12 +91,12 @@ class DecoderLayer(nn.Module):
     output cannot depend on which other genes are restored.
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, activation: str = "gelu"):
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
         self.value = nn.Linear(d_model, d_model)
         self.out = nn.Linear(d_model, d_model)
-        self.ff = FeedForward(d_model, d_ff, dropout)
+        self.ff = FeedForward(d_model, d_ff, dropout, activation)
         self.dropout = dropout
 
     def forward(self, summary: torch.Tensor, genes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
