@@ -29,6 +29,8 @@ Usage: python benchmarks/throughput.py [--quick]
 Writes benchmarks/results/throughput.json, throughput.md and throughput_profile.txt.
        python benchmarks/throughput.py --fill-seeds 0 1 2
 runs only (5) for GexBERT, once per training seed, and writes throughput_fill_seeds.{json,md}.
+       python benchmarks/throughput.py --activation-ab 6
+times the paper step with GELU and with ReLU, interleaved, and writes throughput_activation_ab.{json,md}.
 """
 
 from __future__ import annotations
@@ -236,6 +238,46 @@ def fill_comparison(quick: bool, seed: int = 0, baselines: bool = True):
     return out
 
 
+def activation_ab(pairs: int = 5, n_genes: int = 20_000, batch: int = 32) -> None:
+    """Paper-preset training step with GELU and with ReLU, interleaved in one process (``pairs``
+    steps each, after a warm-up): this machine drifts too much for separate runs to compare.
+    Writes throughput_activation_ab.{json,md}."""
+    c = {a: resolve_config("paper", activation=a) for a in ("gelu", "relu")}
+    nets = {}
+    for a in c:
+        m = build(c[a], n_genes).train()
+        nets[a] = (m, torch.optim.AdamW(m.parameters(), lr=1e-4))
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(batch, n_genes)
+    micro = micro_batch_size(nets["gelu"][0], c["gelu"].n_input + 1 + c["gelu"].n_target, batch, torch.device("cpu"))
+
+    def step(a):
+        gi, gt = sample_genes(batch, n_genes, c[a].n_input, c[a].n_target, 2, g)
+        t = time.perf_counter()
+        train_step(*nets[a], gi, X.gather(1, gi), gt, X.gather(1, gt), micro_batch=micro, grad_clip=1.0)
+        return time.perf_counter() - t
+
+    for a in c:
+        step(a)  # warm-up
+    runs = []
+    for i in range(pairs):
+        r = {a: step(a) for a in c}
+        runs.append(r)
+        print(i, r, flush=True)
+    med = {a: float(np.median([r[a] for r in runs])) for a in c}
+    ratios = [r["gelu"] / r["relu"] for r in runs]
+    res = {"micro_batch": micro, "runs": runs, "median_s": med, "speedup_median": float(np.median(ratios)),
+           "speedup_min": min(ratios), "speedup_max": max(ratios)}
+    (OUT / "throughput_activation_ab.json").write_text(json.dumps(res, indent=1))
+    lines = [f"# Paper-preset training step, GELU vs ReLU feed-forward\n\n`python benchmarks/throughput.py --activation-ab {pairs}`"
+             f" (batch {batch}, passes of {micro}; steps interleaved in one process)\n",
+             "| pair | GELU s | ReLU s | GELU / ReLU |", "|---|---|---|---|"]
+    lines += [f"| {i} | {r['gelu']:.2f} | {r['relu']:.2f} | {r['gelu'] / r['relu']:.3f} |" for i, r in enumerate(runs)]
+    lines.append(f"| median | {med['gelu']:.2f} | {med['relu']:.2f} | {res['speedup_median']:.3f} |")
+    (OUT / "throughput_activation_ab.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def fill_seeds(seeds: list[int]) -> None:
     """(5) for GexBERT alone, once per training seed; writes throughput_fill_seeds.{json,md}."""
     runs = []
@@ -264,8 +306,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
     ap.add_argument("--fill-seeds", type=int, nargs="+", metavar="SEED",
                     help="only (5), GexBERT trained with each of these seeds: the spread of its fill time and RMSE")
+    ap.add_argument("--activation-ab", type=int, metavar="PAIRS",
+                    help="only the paper step with GELU vs ReLU, PAIRS interleaved steps each")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.activation_ab:
+        activation_ab(args.activation_ab)
+        return
     if args.fill_seeds:
         fill_seeds(args.fill_seeds)
         return
