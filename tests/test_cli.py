@@ -31,3 +31,21 @@ def test_fit_command_in_memory_and_backed(tmp_path, capsys):
     emb = np.load(tmp_path / "o2" / "X_gexbert.npy")
     assert np.allclose(emb, out1.obsm["X_gexbert"], atol=1e-4)
     assert main(["fit", str(tmp_path / "missing.h5ad")]) == 2
+
+
+def test_fit_command_config_overrides(tmp_path, capsys):
+    import gexbert_sc as gb
+
+    a = gb.datasets.synthetic(n_obs=60, n_vars=30, n_types=2, n_modules=2, module_size=8, random_state=0)
+    a.write_h5ad(tmp_path / "in.h5ad")
+    args = ["--phase1-epochs", "1", "--phase2-epochs", "1", "--no-progress"]
+    sets = ["--set", "activation=relu", "--set", "d_model=16", "--set", "summary_readout=false"]
+    assert main(["fit", str(tmp_path / "in.h5ad"), "--out", str(tmp_path / "o"), *sets, *args]) == 0
+    model = gb.GexBERT.load(tmp_path / "o" / "model")
+    c = model.config
+    assert (c.activation, c.d_model, c.summary_readout) == ("relu", 16, False)
+    capsys.readouterr()
+    assert main(["fit", str(tmp_path / "in.h5ad"), "--set", "actvation=relu", *args]) == 2
+    assert "did you mean 'activation'" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "in.h5ad"), "--set", "activation", *args]) == 2
+    assert "--set takes KEY=VALUE" in capsys.readouterr().err

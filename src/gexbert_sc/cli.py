@@ -72,6 +72,24 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_from_args(preset: str, settings: list[str]):
+    """The preset with ``KEY=VALUE`` overrides; a VALUE is read as JSON (numbers, true/false), else as text."""
+    import json
+
+    from .model import resolve_config
+
+    overrides = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r} (e.g. --set activation=relu)")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return resolve_config(preset, **overrides)
+
+
 def fit(args: argparse.Namespace) -> int:
     """Train on an .h5ad file; rank 0 writes the model and the AnnData with the embeddings."""
     import os
@@ -84,8 +102,13 @@ def fit(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"gexbert-sc fit: no file at {path}", file=sys.stderr)
         return 2
+    try:
+        config = _config_from_args(args.config, args.set or [])
+    except (TypeError, ValueError) as e:
+        print(f"gexbert-sc fit: {e}", file=sys.stderr)
+        return 2
     adata = ad.read_h5ad(path, backed="r" if args.backed else None)
-    setup = dict(layer=args.layer, config=args.config, batch_key=args.batch_key, random_state=args.seed)
+    setup = dict(layer=args.layer, config=config, batch_key=args.batch_key, random_state=args.seed)
     training = dict(phase1_epochs=args.phase1_epochs, phase2_epochs=args.phase2_epochs, device=args.device,
                     progress=not args.no_progress, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     if args.backed:  # a backed AnnData cannot take new keys: train, then write the embedding beside it
@@ -132,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("input", help="samples x genes .h5ad, log-scale values")
     f.add_argument("--out", default="gexbert_fit", help="output folder (default: gexbert_fit)")
     f.add_argument("--config", default="cpu", help="preset: cpu or paper (default: cpu)")
+    f.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config setting, e.g. --set activation=relu --set batch_size=64 (repeatable)")
     f.add_argument("--layer", default=None, help="layer to train on instead of .X")
     f.add_argument("--batch-key", default=None, help="obs column whose groups are standardised separately")
     f.add_argument("--phase1-epochs", type=int, default=None)
