@@ -47,7 +47,7 @@ import torch
 import gexbert_sc as gb
 from gexbert_sc.model import resolve_config
 from gexbert_sc.module import GexBERTModule
-from gexbert_sc.train import micro_batch_size, sample_genes, tokens_per_pass, train_step
+from gexbert_sc.train import make_optimizer, micro_batch_size, sample_genes, tokens_per_pass, train_step
 
 OUT = Path(__file__).parent / "results"
 
@@ -114,7 +114,7 @@ def train_step_rate(preset: str, n_genes: int = 20_000, batch: int = 32, steps: 
     ``overrides`` change the preset's settings (e.g. ``activation="relu"``)."""
     c = resolve_config(preset, **overrides)
     m = build(c, n_genes).train()
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
+    opt = make_optimizer(m, 1e-4, 0.01)
     g = torch.Generator().manual_seed(0)
     X = torch.randn(batch, n_genes)
     micro = micro or micro_batch_size(m, c.n_input + 1 + c.n_target, batch, torch.device("cpu"))
@@ -246,7 +246,7 @@ def activation_ab(pairs: int = 5, n_genes: int = 20_000, batch: int = 32) -> Non
     nets = {}
     for a in c:
         m = build(c[a], n_genes).train()
-        nets[a] = (m, torch.optim.AdamW(m.parameters(), lr=1e-4))
+        nets[a] = (m, make_optimizer(m, 1e-4, 0.01))
     g = torch.Generator().manual_seed(0)
     X = torch.randn(batch, n_genes)
     micro = micro_batch_size(nets["gelu"][0], c["gelu"].n_input + 1 + c["gelu"].n_target, batch, torch.device("cpu"))

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from gexbert_sc.module import GexBERTModule, masked_mse
-from gexbert_sc.train import micro_batch_size, sample_genes, train_step
+from gexbert_sc.train import make_optimizer, micro_batch_size, sample_genes, train_step
 
 
 def _net(seed=0):
@@ -43,3 +43,33 @@ def test_micro_batch_size_follows_activation_size():
     assert micro_batch_size(small, 513, 32, cpu) == 32  # fits: one pass
     assert micro_batch_size(paper, 1025, 32, cuda) == 32  # GPUs take the whole batch
     assert micro_batch_size(paper, 100_000, 32, cpu) == 1  # never below one sample
+
+
+def test_make_optimizer_is_fused_adamw_with_the_plain_update(monkeypatch):
+    nets = [_net(), _net()]
+    fused = make_optimizer(nets[0], 1e-2, 0.01)
+    plain = torch.optim.AdamW(nets[1].parameters(), lr=1e-2, weight_decay=0.01)
+    assert fused.defaults["fused"] is True  # this torch has the CPU kernel
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):  # the same gradients for both (backprop's float noise left out)
+        grads = [torch.randn(p.shape, generator=g) for p in nets[0].parameters()]
+        for net, opt in zip(nets, (fused, plain)):
+            for p, gr in zip(net.parameters(), grads):
+                p.grad = gr.clone()
+            opt.step()
+    start = _net().state_dict()
+    for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+        if a.is_floating_point() and a.numel() > 1 and name.endswith("weight"):
+            assert not torch.equal(a, start[name]), name
+    # a torch or device without the fused kernel gets the plain AdamW
+    real = torch.optim.AdamW
+
+    def no_fused(*a, fused=None, **kw):
+        if fused:
+            raise RuntimeError("`fused=True` is not supported here")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", no_fused)
+    opt = make_optimizer(_net(), 1e-3, 0.0)
+    assert isinstance(opt, real) and not opt.defaults.get("fused")

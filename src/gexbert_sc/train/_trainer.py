@@ -185,6 +185,21 @@ def train_step(
     return float(total)
 
 
+def make_optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, with the fused kernel where this torch has one for the parameters' device.
+
+    The fused kernel updates each parameter in one pass instead of a dozen elementwise ops. On this
+    CPU, ``opt.step()`` took 2.5 instead of 7.6 ms for the cpu preset, whose training step went from
+    82.1 to 76.0 ms (``benchmarks/optimizer.py``). For the paper preset it took 5.6 instead of 21 ms.
+    It computes the same update up to rounding.
+    """
+    params = list(module.parameters())
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # older torch, or a device without the fused kernel
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
 def _lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak by ``total_steps``."""
     warm = min(warmup_steps, max(1, total_steps // 10))
@@ -296,7 +311,7 @@ def train_module(
     rng = np.random.default_rng(seed)
     train_rows = np.asarray(train_rows)
     vs = ValidationSet.make(val_rows, n_genes, plan, seed + 1) if len(val_rows) else None
-    opt = torch.optim.AdamW(module.parameters(), lr=plan.lr, weight_decay=plan.weight_decay)
+    opt = make_optimizer(module, plan.lr, plan.weight_decay)
     passes = max(1, math.ceil(plan.min_steps_per_epoch * plan.batch_size / max(len(train_rows), 1)))
     steps_per_epoch = max(1, math.ceil(passes * len(train_rows) / plan.batch_size))
     plan_key = json.dumps({**asdict(plan), "n_genes": n_genes, "seed": seed, "fingerprint": fingerprint},
