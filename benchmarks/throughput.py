@@ -1,8 +1,10 @@
 """Speed and memory of GexBERT on this machine, in one run (ratios are what to compare).
 
-1. Reference: dense fp32 matmul rate (torch, 2048 x 2048).
+1. Reference: dense fp32 matmul rate (torch, 2048 x 2048), measured before and after every timed
+   step (it drifts by 10-25% within a run here).
 2. Training step (phase 2, batch 32, 20,000-gene vocabulary) of the "paper" and "cpu" presets:
-   samples/s and achieved FLOP/s as a fraction of (1). FLOPs per sample of one forward pass, with
+   samples/s and achieved FLOP/s as a fraction of (1): each step over the mean of its two
+   bracketing matmul measurements, median over the steps. FLOPs per sample of one forward pass, with
    N = n_input + 1 encoder tokens, M = n_target restored genes, d = d_model, f = d_ff, L = n_layers:
        encoder  (L-1) * (2*N*4*d^2  +  2*N*2*d*f  +  4*N^2*d)    (QKV+out, feed-forward, QK^T and AV)
                 +  2*N*3*d^2 + 2*d^2 + 2*2*d*f + 4*N*d              (last layer: the cls query only)
@@ -18,7 +20,7 @@
    profiled step is split into linear layers, attention and the rest, with the rate each kernel
    class reached and the ceiling: the step's FLOPs over the kernel time alone.
 3. Restoring all 20,000 genes for 64 samples (paper preset), and time per restored gene when
-   restoring 512 vs 20,000 genes.
+   restoring 512 (median of 6 timings around the big one) vs 20,000 genes.
 4. Embedding and filling the missing entries (10% MCAR) of a 10,000 x 20,000 matrix with the cpu
    preset (untrained weights: cost does not depend on them): wall time and peak RSS (VmHWM).
 5. Filling 30% MCAR missing entries of a 1,000 x 2,000 synthetic matrix: GexBERT (cpu preset trained
@@ -124,13 +126,20 @@ def train_step_rate(preset: str, n_genes: int = 20_000, batch: int = 32, steps: 
         train_step(m, opt, gi, X.gather(1, gi), gt, X.gather(1, gt), micro_batch=micro, grad_clip=1.0)
 
     step()  # warm-up
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    dt = (time.perf_counter() - t) / steps
     flops = 3 * forward_flops(c, c.n_input, c.n_target) * batch
+    # Each step is bracketed by matmul measurements and compared with their mean: this machine's
+    # matmul rate drifts by 10-25% within a run, so one reference for the whole run misleads.
+    refs, times = [matmul_rate(reps=5)], []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+        refs.append(matmul_rate(reps=5))
+    fractions = [flops / dt / ((refs[i] + refs[i + 1]) / 2) for i, dt in enumerate(times)]
+    dt = float(np.mean(times))
     out = {"preset": preset, **overrides, "micro_batch": micro, "seconds_per_step": dt, "samples_per_s": batch / dt,
-           "flop_per_step": flops, "flop_per_s": flops / dt}
+           "flop_per_step": flops, "flop_per_s": flops / dt, "step_seconds": times, "matmul_brackets": refs,
+           "step_fractions": fractions, "fraction_of_matmul": float(np.median(fractions))}
     prof_table = None
     if profile:
         from torch.profiler import ProfilerActivity, profile as tprofile
@@ -139,8 +148,11 @@ def train_step_rate(preset: str, n_genes: int = 20_000, batch: int = 32, steps: 
             t = time.perf_counter()
             step()
             wall = time.perf_counter() - t
+        after = matmul_rate(reps=5)
         prof_table = p.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
-        out["breakdown"] = breakdown(p, wall, c, batch)
+        out["breakdown"] = b = breakdown(p, wall, c, batch)
+        b["matmul_brackets"] = [refs[-1], after]
+        b["ceiling_fraction_of_matmul"] = b["ceiling_flop_per_s"] / ((refs[-1] + after) / 2)
     return out, prof_table
 
 
@@ -149,18 +161,24 @@ def decoder_cost(preset: str = "paper", n_genes: int = 20_000, n_samples: int = 
     c = resolve_config(preset)
     m = build(c, n_genes).eval()
     s = torch.randn(n_samples, c.d_model)
-    res = {}
-    for M in (512, n_genes):
+    chunk = max(1, tokens_per_pass(m, torch.device("cpu")) // n_samples)  # as GexBERT.restore chunks
+
+    def restore(M):
         genes = torch.arange(M).expand(n_samples, -1)
-        chunk = max(1, tokens_per_pass(m, torch.device("cpu")) // n_samples)  # as GexBERT.restore chunks
-        m.decode(s, genes[:, :min(M, chunk)])  # warm-up
         t = time.perf_counter()
         for g0 in range(0, M, chunk):
             m.decode(s, genes[:, g0 : g0 + chunk])
-        dt = time.perf_counter() - t
-        res[M] = dt
-    return {"restore_all_seconds": res[n_genes], "per_gene_512_us": res[512] / 512 * 1e6,
-            "per_gene_all_us": res[n_genes] / n_genes * 1e6, "ratio_all_vs_512": (res[n_genes] / n_genes) / (res[512] / 512)}
+        return time.perf_counter() - t
+
+    restore(512)  # warm-up
+    # 512 genes take ~1.5 s, short enough for a noise burst to skew one timing: it is timed 3 times
+    # before and 3 times after the 20,000-gene run, and the median is used
+    small = [restore(512) for _ in range(3)]
+    full = restore(n_genes)
+    small += [restore(512) for _ in range(3)]
+    t512 = float(np.median(small))
+    return {"restore_all_seconds": full, "restore_512_seconds": small, "per_gene_512_us": t512 / 512 * 1e6,
+            "per_gene_all_us": full / n_genes * 1e6, "ratio_all_vs_512": (full / n_genes) / (t512 / 512)}
 
 
 def peak_rss_mb() -> float:
@@ -318,26 +336,20 @@ def main() -> None:
         return
     res = {"meta": {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
                     "processor": platform.processor(), "command": "python benchmarks/throughput.py" + (" --quick" if args.quick else "")}}
-    # The matmul rate of this shared machine drifts by +-10% within minutes: it is measured next to
-    # every step timing, and each fraction uses the median of all matmul measurements.
-    res["matmul_runs"] = [matmul_rate()]
-    print("matmul GFLOP/s", res["matmul_runs"][0] / 1e9, flush=True)
+    # The matmul rate of this shared machine drifts by 10-25% within a run: it is measured before and
+    # after every timed step, and each step is compared with its own two measurements.
     res["train_step"] = []
     runs = [("paper", None, {}), ("paper", 32, {}), ("paper", None, {"activation": "relu"}), ("cpu", None, {})]
     for preset, micro, over in runs:
         r, table = train_step_rate(preset, steps=1 if args.quick else 3, micro=micro,
                                    profile=preset == "paper" and micro is None, **over)
-        res["matmul_runs"].append(matmul_rate())
         res["train_step"].append(r)
         print(r, flush=True)
         if table:
             name = "throughput_profile.txt" if not over else "throughput_profile_" + "_".join(map(str, over.values())) + ".txt"
             (OUT / name).write_text(table)
+    res["matmul_runs"] = [v for r in res["train_step"] for v in r["matmul_brackets"]]
     res["matmul_flop_per_s"] = float(np.median(res["matmul_runs"]))
-    for r in res["train_step"]:
-        r["fraction_of_matmul"] = r["flop_per_s"] / res["matmul_flop_per_s"]
-        if "breakdown" in r:
-            r["breakdown"]["ceiling_fraction_of_matmul"] = r["breakdown"]["ceiling_flop_per_s"] / res["matmul_flop_per_s"]
     res["decoder"] = decoder_cost()
     print(res["decoder"], flush=True)
     # in a fresh process, so that its peak RSS is its own
@@ -355,17 +367,22 @@ def main() -> None:
     mm = res["matmul_flop_per_s"]
     lines = [f"# Throughput\n\n`{res['meta']['command']}` — torch {res['meta']['torch']}, {res['meta']['threads']} threads, "
              f"{res['meta']['machine']}\n",
-             f"Reference matmul (fp32, 2048^2): **{mm / 1e9:.1f} GFLOP/s** (median of {len(res['matmul_runs'])} runs "
-             f"taken between the step timings: {', '.join(f'{v / 1e9:.0f}' for v in res['matmul_runs'])})\n",
-             "| training step (phase 2, batch 32, 20k vocab) | samples per pass | s/step | samples/s | GFLOP/s | fraction of matmul |",
+             f"Reference matmul (fp32, 2048^2): median **{mm / 1e9:.1f} GFLOP/s**, range "
+             f"{min(res['matmul_runs']) / 1e9:.0f}-{max(res['matmul_runs']) / 1e9:.0f} over the {len(res['matmul_runs'])} "
+             "measurements taken between the steps. Each step's fraction is its FLOP rate over the mean of the two "
+             "matmul measurements just before and after it (the rate drifts within a run); the table gives the "
+             "median over the steps, and the range.\n",
+             "| training step (phase 2, batch 32, 20k vocab) | samples per pass | s/step | samples/s | GFLOP/s | fraction of matmul (range) |",
              "|---|---|---|---|---|---|"]
     for r in res["train_step"]:
         name = r["preset"] + (f", {r['activation']}" if "activation" in r else "")
         lines.append(f"| {name} | {r['micro_batch']} | {r['seconds_per_step']:.2f} | {r['samples_per_s']:.1f} | "
-                     f"{r['flop_per_s'] / 1e9:.1f} | {r['fraction_of_matmul']:.0%} |")
+                     f"{r['flop_per_s'] / 1e9:.1f} | {r['fraction_of_matmul']:.0%} "
+                     f"({min(r['step_fractions']):.0%}-{max(r['step_fractions']):.0%}) |")
     lines += ["", "Where one profiled step went (torch.profiler self time; linear = mm/addmm/bmm, attention = the "
               "flash kernel's forward and backward; the profiler slows small ops, so 'other' is an upper bound). "
-              "Ceiling: the step's FLOPs over linear + attention time, i.e. these kernels with zero overhead.\n",
+              "Ceiling: the step's FLOPs over linear + attention time, i.e. these kernels with zero overhead, as a "
+              "fraction of the matmul measurements just before and after the profiled step.\n",
               "| step | profiled s | linear s (GFLOP/s) | attention s (GFLOP/s) | other s | ceiling GFLOP/s (of matmul) |",
               "|---|---|---|---|---|---|"]
     for r in res["train_step"]:
@@ -379,7 +396,7 @@ def main() -> None:
     d = res["decoder"]
     lines += ["", "| decoder (paper preset, 64 samples) | value |", "|---|---|",
               f"| restore all 20,000 genes | {d['restore_all_seconds']:.2f} s |",
-              f"| per restored gene, 512 genes | {d['per_gene_512_us']:.1f} us |",
+              f"| per restored gene, 512 genes (median of 6) | {d['per_gene_512_us']:.1f} us |",
               f"| per restored gene, 20,000 genes | {d['per_gene_all_us']:.1f} us |",
               f"| ratio 20,000 / 512 | {d['ratio_all_vs_512']:.2f} |"]
     b = res["big_matrix"]
