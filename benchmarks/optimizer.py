@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from gexbert_sc.model import resolve_config
-from gexbert_sc.train import micro_batch_size, sample_genes, train_step
 
 HERE = Path(__file__).parent
 OUT = HERE / "results"
@@ -35,32 +34,25 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(HERE))
-    from throughput import build
+    from throughput import step_runner
 
     c = resolve_config(args.preset)
-    n_genes, batch = 20_000, 32
-    nets = {}
-    for name, kw in VARIANTS.items():
-        m = build(c, n_genes).train()
-        nets[name] = (m, torch.optim.AdamW(m.parameters(), lr=1e-4, weight_decay=0.01, **kw))
-    micro = micro_batch_size(nets["plain"][0], c.n_input + 1 + c.n_target, batch, torch.device("cpu"))
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(batch, n_genes)
+    steps = {name: step_runner(c, optimizer=lambda m, kw=kw: torch.optim.AdamW(m.parameters(), lr=1e-4, weight_decay=0.01, **kw),
+                               grad_clip=0.0)
+             for name, kw in VARIANTS.items()}
+    micro, batch = steps["plain"].micro, 32
 
     def step(name):
-        gi, gt = sample_genes(batch, n_genes, c.n_input, c.n_target, 2, g)
+        t_step = steps[name]()
         t = time.perf_counter()
-        train_step(*nets[name], gi, X.gather(1, gi), gt, X.gather(1, gt), micro_batch=micro)
-        t_step = time.perf_counter() - t
-        t = time.perf_counter()
-        nets[name][1].step()  # the same gradients again: the optimiser alone
+        steps[name].opt.step()  # the same gradients again: the optimiser alone
         return t_step, time.perf_counter() - t
 
-    for name in nets:
+    for name in steps:
         step(name)
-    times = {name: [] for name in nets}
+    times = {name: [] for name in steps}
     for _ in range(args.reps):
-        for name in nets:
+        for name in steps:
             times[name].append(step(name))
     res = {name: {"step_ms": 1e3 * statistics.median(t[0] for t in v), "opt_step_ms": 1e3 * statistics.median(t[1] for t in v)}
            for name, v in times.items()}

@@ -109,31 +109,43 @@ def breakdown(prof, wall: float, c, batch: int) -> dict:
             "ceiling_flop_per_s": total / (lin + att)}
 
 
+def step_runner(c, n_genes: int = 20_000, batch: int = 32, micro: int | None = None, optimizer=None,
+                grad_clip: float = 1.0):
+    """A fresh module for config ``c`` and a callable that runs one training step on it (random genes,
+    the trainer's own ``train_step``) and returns its seconds, gene sampling included. ``optimizer``
+    maps the module to an optimiser (default: the trainer's ``make_optimizer``). The callable carries
+    ``.module``, ``.opt`` and ``.micro`` (samples per pass: as training picks them unless given)."""
+    m = build(c, n_genes).train()
+    opt = optimizer(m) if optimizer else make_optimizer(m, 1e-4, 0.01)
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(batch, n_genes)
+    micro = micro or micro_batch_size(m, c.n_input + 1 + c.n_target, batch, torch.device("cpu"))
+
+    def run() -> float:
+        t = time.perf_counter()
+        gi, gt = sample_genes(batch, n_genes, c.n_input, c.n_target, 2, g)
+        train_step(m, opt, gi, X.gather(1, gi), gt, X.gather(1, gt), micro_batch=micro, grad_clip=grad_clip)
+        return time.perf_counter() - t
+
+    run.module, run.opt, run.micro = m, opt, micro
+    return run
+
+
 def train_step_rate(preset: str, n_genes: int = 20_000, batch: int = 32, steps: int = 3, profile: bool = False,
                     micro: int | None = None, **overrides):
     """Seconds per training step, timed with the trainer's own ``train_step`` (micro-batches as
     training picks them unless ``micro`` is given; ``micro=batch`` is one pass per batch).
     ``overrides`` change the preset's settings (e.g. ``activation="relu"``)."""
     c = resolve_config(preset, **overrides)
-    m = build(c, n_genes).train()
-    opt = make_optimizer(m, 1e-4, 0.01)
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(batch, n_genes)
-    micro = micro or micro_batch_size(m, c.n_input + 1 + c.n_target, batch, torch.device("cpu"))
-
-    def step():
-        gi, gt = sample_genes(batch, n_genes, c.n_input, c.n_target, 2, g)
-        train_step(m, opt, gi, X.gather(1, gi), gt, X.gather(1, gt), micro_batch=micro, grad_clip=1.0)
-
+    step = step_runner(c, n_genes, batch, micro)
+    micro = step.micro
     step()  # warm-up
     flops = 3 * forward_flops(c, c.n_input, c.n_target) * batch
     # Each step is bracketed by matmul measurements and compared with their mean: this machine's
     # matmul rate drifts by 10-25% within a run, so one reference for the whole run misleads.
     refs, times = [matmul_rate(reps=5)], []
     for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
+        times.append(step())
         refs.append(matmul_rate(reps=5))
     fractions = [flops / dt / ((refs[i] + refs[i + 1]) / 2) for i, dt in enumerate(times)]
     dt = float(np.mean(times))
@@ -260,29 +272,16 @@ def activation_ab(pairs: int = 5, n_genes: int = 20_000, batch: int = 32) -> Non
     """Paper-preset training step with GELU and with ReLU, interleaved in one process (``pairs``
     steps each, after a warm-up): this machine drifts too much for separate runs to compare.
     Writes throughput_activation_ab.{json,md}."""
-    c = {a: resolve_config("paper", activation=a) for a in ("gelu", "relu")}
-    nets = {}
-    for a in c:
-        m = build(c[a], n_genes).train()
-        nets[a] = (m, make_optimizer(m, 1e-4, 0.01))
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(batch, n_genes)
-    micro = micro_batch_size(nets["gelu"][0], c["gelu"].n_input + 1 + c["gelu"].n_target, batch, torch.device("cpu"))
-
-    def step(a):
-        gi, gt = sample_genes(batch, n_genes, c[a].n_input, c[a].n_target, 2, g)
-        t = time.perf_counter()
-        train_step(*nets[a], gi, X.gather(1, gi), gt, X.gather(1, gt), micro_batch=micro, grad_clip=1.0)
-        return time.perf_counter() - t
-
-    for a in c:
-        step(a)  # warm-up
+    steps = {a: step_runner(resolve_config("paper", activation=a), n_genes, batch) for a in ("gelu", "relu")}
+    micro = steps["gelu"].micro
+    for step in steps.values():
+        step()  # warm-up
     runs = []
     for i in range(pairs):
-        r = {a: step(a) for a in c}
+        r = {a: step() for a, step in steps.items()}
         runs.append(r)
         print(i, r, flush=True)
-    med = {a: float(np.median([r[a] for r in runs])) for a in c}
+    med = {a: float(np.median([r[a] for r in runs])) for a in steps}
     ratios = [r["gelu"] / r["relu"] for r in runs]
     res = {"micro_batch": micro, "runs": runs, "median_s": med, "speedup_median": float(np.median(ratios)),
            "speedup_min": min(ratios), "speedup_max": max(ratios)}

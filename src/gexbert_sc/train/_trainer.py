@@ -189,9 +189,9 @@ def make_optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> t
     """AdamW, with the fused kernel where this torch has one for the parameters' device.
 
     The fused kernel updates each parameter in one pass instead of a dozen elementwise ops. On this
-    CPU, ``opt.step()`` took 2.5 instead of 7.6 ms for the cpu preset, whose training step went from
-    82.1 to 76.0 ms (``benchmarks/optimizer.py``). For the paper preset it took 5.6 instead of 21 ms.
-    It computes the same update up to rounding.
+    CPU, ``opt.step()`` took 2.1-2.5 ms instead of 6.6-7.6 ms for the cpu preset, whose training step
+    was 1.05-1.08x faster in two runs (``benchmarks/optimizer.py``). For the paper preset it took
+    5.6 ms instead of 21 ms. It computes the same update up to rounding.
     """
     params = list(module.parameters())
     try:
