@@ -76,8 +76,7 @@ def forward_flops(c, n_input: int, n_target: int) -> float:
 
 def build(c, n_genes: int) -> GexBERTModule:
     torch.manual_seed(0)
-    return GexBERTModule(n_genes, c.d_model, c.n_layers, c.n_heads, c.d_ff, c.n_levels, c.value_encoding,
-                         c.dropout, c.summary_readout, c.activation)
+    return GexBERTModule.from_config(c, n_genes)
 
 
 def attention_flops(c, n_input: int) -> float:

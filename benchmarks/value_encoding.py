@@ -46,14 +46,14 @@ COHORTS = ["ovarian_gse51088", "nki_breast", "tcga_skcm", "synthetic"]
 
 def knn_mse(model: gb.GexBERT, adata, k: int = 10) -> float:
     """KNNImputer on the phase-2 validation task, standardised units."""
-    fetch, *_ = model._standardizer(adata, model._alignment(adata))
-    Z = fetch(np.arange(adata.n_obs))
-    vs = ValidationSet.make(model._val_rows, len(model.genes), model._plan((1, 1)), model.random_state + 1)
+    Z = model.standardize(adata)
+    c = model.config
+    vs = ValidationSet.make(model.validation_rows, len(model.genes), c.n_input, c.n_target, model.random_state)
     gi, gt = vs.inputs[2].numpy(), vs.targets[2].numpy()
     V = np.full((len(vs.rows), Z.shape[1]), np.nan, np.float32)
     rows = np.arange(len(vs.rows))[:, None]
     V[rows, gi] = Z[vs.rows][rows, gi]
-    imp = KNNImputer(n_neighbors=k, keep_empty_features=True).fit(Z[model._train_rows])
+    imp = KNNImputer(n_neighbors=k, keep_empty_features=True).fit(Z[model.training_rows])
     filled = imp.transform(V)
     truth = Z[vs.rows][rows, gt]
     pred = filled[rows, gt]

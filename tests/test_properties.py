@@ -12,7 +12,7 @@ from .conftest import TINY
 
 @st.composite
 def cohorts(draw):
-    n_obs = draw(st.integers(6, 40))
+    n_obs = draw(st.integers(20, 40))
     n_vars = draw(st.integers(2, 30))
     dtype = draw(st.sampled_from([np.float32, np.float64, np.int32, np.int64]))
     nan_rate = draw(st.sampled_from([0.0, 0.1, 0.4])) if dtype in (np.float32, np.float64) else 0.0

@@ -87,12 +87,13 @@ def missing_obs_key():
 
 @case
 def too_few_samples():
-    return _adata(n_obs=2), {}, ValueError, r"val_fraction=0.2 leaves no validation sample"
+    # defect: 3 samples used to train a model on 2 of them without a word
+    return _adata(n_obs=3), {}, ValueError, r"adata has 3 sample\(s\); a GexBERT model needs at least 20"
 
 
 @case
-def too_few_for_training():
-    return _adata(n_obs=3), {"val_fraction": 0.5}, ValueError, r"at least 2 training samples"
+def no_validation_sample():
+    return _adata(n_obs=25), {"val_fraction": 0.01}, ValueError, r"val_fraction=0.01 leaves no validation sample"
 
 
 @case

@@ -84,6 +84,29 @@ def check_not_counts(nonneg_integers: bool, vmax: float, where: str = "adata.X")
         )
 
 
+#: Largest absolute value accepted. Log-scale expression (log2 or ln of counts, CPM, TPM or intensities;
+#: log ratios; z-scores, which stay below sqrt(n_samples)) stays within a few hundred.
+MAX_ABS_VALUE = 1e4
+
+
+def check_value_range(
+    gene_absmax: np.ndarray, sample_absmax: np.ndarray, var_names, obs_names, where: str = "adata.X"
+) -> None:
+    """Refuse values far outside any log-expression range (``|value| > MAX_ABS_VALUE``), naming where."""
+    bad_genes = np.flatnonzero(gene_absmax > MAX_ABS_VALUE)
+    if not len(bad_genes):
+        return
+    bad_samples = np.flatnonzero(sample_absmax > MAX_ABS_VALUE)
+    genes = [str(var_names[i]) for i in bad_genes[:5]]
+    samples = [str(obs_names[i]) for i in bad_samples[:5]]
+    raise ValueError(
+        f"{where} holds values up to {float(gene_absmax.max()):.3g}, far outside any log-expression range "
+        f"(|value| <= {MAX_ABS_VALUE:g}), in {len(bad_genes)} gene(s), e.g. {genes}, and {len(bad_samples)} "
+        f"sample(s), e.g. {samples}. If the data are on a linear scale (TPM, FPKM, intensities), take logs first, "
+        "e.g. adata.X = np.log2(adata.X + 1); if these are errors, set them to NaN (treated as missing)"
+    )
+
+
 def check_observed(
     n_per_gene: np.ndarray,
     n_per_sample: np.ndarray,
@@ -92,10 +115,13 @@ def check_observed(
     var_names,
     obs_names,
     where: str = "adata.X",
+    *,
+    allow_empty_genes: bool = False,
 ) -> None:
-    """Refuse samples or genes without a single observed value, and constant genes."""
+    """Refuse samples or genes without a single observed value (genes allowed with ``allow_empty_genes``, as
+    when a model's genes are absent from new data), and constant genes."""
     empty_genes = np.flatnonzero(n_per_gene == 0)
-    if len(empty_genes):
+    if len(empty_genes) and not allow_empty_genes:
         ex = [str(var_names[i]) for i in empty_genes[:5]]
         raise ValueError(
             f"{len(empty_genes)} gene(s) have no observed value in {where} (all NaN), e.g. {ex}; drop them, e.g. "

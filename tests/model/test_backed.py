@@ -36,7 +36,7 @@ def test_backed_anndata_is_streamed_not_loaded(tmp_path):
     # the streamed statistics equal the in-memory ones, and so do the outputs
     mem = ad.read_h5ad(path)
     m2 = gb.GexBERT(mem, random_state=0, **{**TINY, "batch_size": 512, "min_steps_per_epoch": 1})
-    assert np.allclose(model._mean, m2._mean, atol=1e-4) and np.allclose(model._sd, m2._sd, atol=1e-4)
+    assert np.allclose(model.standardizer.mean, m2.standardizer.mean, atol=1e-4) and np.allclose(model.standardizer.sd, m2.standardizer.sd, atol=1e-4)
     m2.train(phase1_epochs=1, phase2_epochs=1, progress=False)
     assert np.allclose(m2.embed(mem[:300], n_repeats=1), model.embed(small, n_repeats=1), atol=1e-4)
     backed.file.close()

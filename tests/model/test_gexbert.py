@@ -36,7 +36,7 @@ def test_restore_is_in_input_units_and_tracks_truth(trained):
     # same scale as the input (raw log scale, not z-scores)
     assert np.allclose(r.mean(0), x.mean(0), atol=0.5 * x.std(0).max())
     z = model.restore(adata, genes=genes, standardized=True)
-    sd, mean = model._sd[0, :10], model._mean[0, :10]
+    sd, mean = model.standardizer.sd[0, :10], model.standardizer.mean[0, :10]
     assert np.allclose(r, z * sd + mean, atol=1e-4)
 
 
@@ -137,7 +137,7 @@ def test_no_overlap_is_a_clear_error(trained, tmp_path):
 def test_load_refuses_damaged_models(trained, tmp_path):
     model, _ = trained
     model.save(tmp_path / "m")
-    with pytest.raises(FileNotFoundError, match="no model directory"):
+    with pytest.raises(FileNotFoundError, match="no model folder"):
         gb.GexBERT.load(tmp_path / "nothing")
     (tmp_path / "m" / "model.safetensors").write_bytes(b"\x00\x01garbage")
     with pytest.raises(ValueError, match="damaged"):
@@ -167,11 +167,11 @@ def test_batch_key_standardises_within_batches():
     a.obs["cohort"], b.obs["cohort"] = "A", "B"
     both = ad.concat([a, b])
     model = tiny_model(both, batch_key="cohort", val_fraction=0.0)
-    assert model.batches == ["A", "B"]
-    tr = model._train_rows
+    assert model.standardizer.batches == ["A", "B"]
+    tr = model.training_rows
     mask_b = (both.obs["cohort"] == "B").to_numpy()[tr]
-    assert np.allclose(model._mean[1], both.X[tr][mask_b].mean(0), rtol=1e-4)
-    assert np.allclose(model._sd[1] / model._sd[0], 3, rtol=1e-3)
+    assert np.allclose(model.standardizer.mean[1], both.X[tr][mask_b].mean(0), rtol=1e-4)
+    assert np.allclose(model.standardizer.sd[1] / model.standardizer.sd[0], 3, rtol=1e-3)
     model.train(phase1_epochs=1, phase2_epochs=0, progress=False)
     r = model.restore(both, genes=both.var_names[:3])
     # restored values of cohort B come back on B's scale (offset 10, x3), not A's
@@ -188,7 +188,7 @@ def test_batch_key_standardises_within_batches():
 def test_layer_is_used(small_adata):
     small_adata.layers["shifted"] = small_adata.X + 100
     model = tiny_model(small_adata, layer="shifted")
-    assert np.allclose(model._mean[0], small_adata.layers["shifted"][model._train_rows].mean(0), rtol=1e-4)
+    assert np.allclose(model.standardizer.mean[0], small_adata.layers["shifted"][model.training_rows].mean(0), rtol=1e-4)
     with pytest.raises(KeyError, match="Close matches"):
         tiny_model(small_adata, layer="shifed")
 

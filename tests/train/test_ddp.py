@@ -16,9 +16,9 @@ SCRIPT = textwrap.dedent(
     import os, sys, torch
     import gexbert_sc as gb
     torch.set_num_threads(1)
-    import gexbert_sc.train._trainer as trainer
+    import gexbert_sc.train._step as step
     if {one_sample_passes}:  # every batch runs in passes of 1 sample: DDP syncs only on the last
-        trainer.CPU_PASS_VALUES = 1
+        step.CPU_PASS_VALUES = 1
     adata = gb.datasets.synthetic(n_obs=160, n_vars=60, n_types=3, n_modules=4, module_size=10, random_state=1)
     model = gb.GexBERT(adata, random_state=0, **{tiny})
     model.train(phase1_epochs=2, phase2_epochs=2, progress=False, device="cpu")

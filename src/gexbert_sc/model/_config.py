@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
-from ..module import ACTIVATIONS, VALUE_ENCODINGS
-
-LEVEL_CUTS = ("quantile", "uniform")
+Activation = Literal["gelu", "relu"]
+ValueEncoding = Literal["interp_proj", "interp", "binned"]
+LevelCut = Literal["quantile", "uniform"]
 
 
 @dataclass(frozen=True)
 class GexBERTConfig:
     """Architecture and training settings of a :class:`~gexbert_sc.GexBERT`.
+
+    The presets (``config="cpu"`` or ``"paper"``; any setting can be overridden):
+
+    ================  ============  ============  ===========================================
+    setting           ``"cpu"``     ``"paper"``   why
+    ================  ============  ============  ===========================================
+    d_model           64            200           paper: 200
+    n_layers          2             8             paper: 8 (encoder and decoder each)
+    n_heads           4             8             paper: 8
+    d_ff              128           800           open in the paper; 4 x d_model for paper
+    value_encoding    interp_proj   binned        binned = the paper's hard levels
+    summary_readout   True          False         the paper's decoder has none
+    n_input/n_target  256/256       512/512       paper: 512
+    lr                5e-3          1e-4          open in the paper
+    phase1/2 epochs   15/25         10,000/1,500  paper: 10,000 and 1,500
+    patience          8             50            early stopping on the validation loss
+    ================  ============  ============  ===========================================
 
     Parameters
     ----------
@@ -67,12 +84,12 @@ class GexBERTConfig:
     n_layers: int = 2
     n_heads: int = 4
     d_ff: int = 128
-    activation: str = "gelu"
+    activation: Activation = "gelu"
     dropout: float = 0.0
     n_levels: int = 64
-    value_encoding: str = "interp_proj"
+    value_encoding: ValueEncoding = "interp_proj"
     summary_readout: bool = True
-    level_cut: str = "quantile"
+    level_cut: LevelCut = "quantile"
     clip: float = 3.0
     n_input: int = 256
     n_target: int = 256
@@ -100,12 +117,11 @@ class GexBERTConfig:
             )
         if not (isinstance(self.n_levels, int) and 2 <= self.n_levels <= 4096):
             raise ValueError(f"config.n_levels must be an integer in [2, 4096], got {self.n_levels!r}")
-        if self.value_encoding not in VALUE_ENCODINGS:
-            raise ValueError(f"config.value_encoding must be one of {VALUE_ENCODINGS}, got {self.value_encoding!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"config.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
-        if self.level_cut not in LEVEL_CUTS:
-            raise ValueError(f"config.level_cut must be one of {LEVEL_CUTS}, got {self.level_cut!r}")
+        for name, choices in (("value_encoding", ValueEncoding), ("activation", Activation), ("level_cut", LevelCut)):
+            if getattr(self, name) not in get_args(choices):
+                raise ValueError(f"config.{name} must be one of {get_args(choices)}, got {getattr(self, name)!r}")
+        if not isinstance(self.summary_readout, bool):
+            raise ValueError(f"config.summary_readout must be True or False, got {self.summary_readout!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"config.dropout must be in [0, 1), got {self.dropout!r}")
         if not 0.0 <= self.val_fraction < 0.9:

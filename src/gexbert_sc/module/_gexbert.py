@@ -60,6 +60,16 @@ class GexBERTModule(nn.Module):
             self.readout = nn.Embedding(n_genes, d_model)
             nn.init.zeros_(self.readout.weight)
 
+    #: Settings :meth:`from_config` reads from a config (any object with these attributes).
+    CONFIG_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "n_levels", "value_encoding", "dropout",
+                     "summary_readout", "activation")
+
+    @classmethod
+    def from_config(cls, config, n_genes: int) -> GexBERTModule:
+        """Build the network for ``n_genes`` from a config's :data:`CONFIG_FIELDS` (e.g. a
+        :class:`~gexbert_sc.GexBERTConfig`; this package's only place that maps settings to the network)."""
+        return cls(n_genes=n_genes, **{name: getattr(config, name) for name in cls.CONFIG_FIELDS})
+
     def encode(self, genes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Summary (cls) embedding, ``(B, d_model)``.
 

@@ -51,12 +51,10 @@ def impute(
     if copy:
         adata = adata.copy()
     full = model.impute(adata, n_repeats=n_repeats, random_state=random_state)
-    cols = model._alignment(adata)
     X = adata.layers[model.layer] if model.layer is not None else adata.X
     out = np.array(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)  # a copy
     n_missing = int(np.isnan(out).sum())
-    have = cols >= 0
-    out[:, cols[have]] = full[:, have]
+    model.align(adata).to_var(full, out)
     adata.layers[layer_added] = out
     logger.info("added .layers[%r] (%d missing values filled)", layer_added, n_missing - int(np.isnan(out).sum()))
     return adata if copy else None

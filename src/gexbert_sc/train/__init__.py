@@ -1,31 +1,38 @@
-"""Training loop: gene sampling, the two pretraining phases, validation and early stopping."""
+"""Training: gene sampling, the two pretraining phases, validation, early stopping, checkpoints, DDP.
 
+Public for developers who build on the network; users train through :meth:`gexbert_sc.GexBERT.train`.
+"""
+
+from ._checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from ._distributed import dist_info, init_distributed, resolve_device
 from ._sampling import observed_first_subsets, phase_sizes, sample_genes
-from ._trainer import (
-    TrainPlan,
-    ValidationSet,
-    evaluate,
-    load_checkpoint,
-    make_optimizer,
-    micro_batch_size,
-    save_checkpoint,
-    train_module,
-    tokens_per_pass,
-    train_step,
-)
+from ._schedule import EarlyStopping, lr_factor
+from ._seeding import check_random_state, derive_seed
+from ._step import autocast, make_optimizer, micro_batch_size, tokens_per_pass, train_step
+from ._trainer import TrainPlan, Trainer
+from ._validation import ValidationSet, evaluate
 
 __all__ = [
+    "CHECKPOINT_FILE",
+    "EarlyStopping",
     "TrainPlan",
+    "Trainer",
     "ValidationSet",
+    "autocast",
+    "check_random_state",
+    "derive_seed",
+    "dist_info",
     "evaluate",
-    "train_module",
-    "train_step",
+    "init_distributed",
+    "load_checkpoint",
+    "lr_factor",
     "make_optimizer",
     "micro_batch_size",
-    "tokens_per_pass",
-    "save_checkpoint",
-    "load_checkpoint",
-    "sample_genes",
-    "phase_sizes",
     "observed_first_subsets",
+    "phase_sizes",
+    "resolve_device",
+    "sample_genes",
+    "save_checkpoint",
+    "tokens_per_pass",
+    "train_step",
 ]
