@@ -1,5 +1,4 @@
-"""AdamW variants on the training step: the plain loop, ``foreach`` and ``fused`` (what
-``gexbert_sc.train.make_optimizer`` picks where it can).
+"""AdamW variants on the training step: the plain loop, ``foreach`` and ``fused`` (what ``gexbert_sc.train.make_optimizer`` picks where it can).
 
 For a preset (batch 32, 20,000-gene vocabulary), the three optimisers each drive their own copy of
 the module; steps are interleaved in one process (this machine drifts too much for separate runs),
@@ -27,6 +26,7 @@ VARIANTS = {"plain": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
 
 def main() -> None:
+    """Run the A/B of the optimisers and write the results."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--reps", type=int, default=30)

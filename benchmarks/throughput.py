@@ -55,6 +55,7 @@ OUT = Path(__file__).parent / "results"
 
 
 def matmul_rate(n: int = 2048, reps: int = 10) -> float:
+    """FLOP/s of an fp32 ``n x n`` matmul on this machine (median of ``reps``)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     for _ in range(3):
         a @ b
@@ -65,6 +66,7 @@ def matmul_rate(n: int = 2048, reps: int = 10) -> float:
 
 
 def forward_flops(c, n_input: int, n_target: int) -> float:
+    """FLOPs of one sample's forward pass for config ``c``."""
     d, f, L = c.d_model, c.d_ff, c.n_layers
     N, M = n_input + 1, n_target
     enc = (L - 1) * (2 * N * 4 * d * d + 2 * N * 2 * d * f + 4 * N * N * d)
@@ -75,6 +77,7 @@ def forward_flops(c, n_input: int, n_target: int) -> float:
 
 
 def build(c, n_genes: int) -> GexBERTModule:
+    """A seeded network for config ``c``."""
     torch.manual_seed(0)
     return GexBERTModule.from_config(c, n_genes)
 
@@ -91,11 +94,7 @@ ATTENTION_OPS = ("aten::_scaled_dot_product_flash_attention_for_cpu",
 
 
 def breakdown(prof, wall: float, c, batch: int) -> dict:
-    """Where one profiled step's time went: linear layers (mm/addmm/bmm), attention (the flash
-    kernel, forward and backward) and everything else, with the rate each kernel class reached.
-    ``ceiling_flop_per_s`` is the step's FLOPs over the kernel time alone: the rate a step would
-    reach with these kernels and zero overhead. The profiler slows the small ops most, so
-    ``other_s`` is an upper bound."""
+    """Where one profiled step's time went: linear layers (mm/addmm/bmm), attention (the flash kernel, forward and backward) and everything else, with the rate each kernel class reached. ``ceiling_flop_per_s`` is the step's FLOPs over the kernel time alone: the rate a step would reach with these kernels and zero overhead. The profiler slows the small ops most, so ``other_s`` is an upper bound."""
     self_s = {}
     for e in prof.key_averages():
         self_s[e.key] = self_s.get(e.key, 0.0) + e.self_cpu_time_total / 1e6
@@ -110,10 +109,7 @@ def breakdown(prof, wall: float, c, batch: int) -> dict:
 
 def step_runner(c, n_genes: int = 20_000, batch: int = 32, micro: int | None = None, optimizer=None,
                 grad_clip: float = 1.0):
-    """A fresh module for config ``c`` and a callable that runs one training step on it (random genes,
-    the trainer's own ``train_step``) and returns its seconds, gene sampling included. ``optimizer``
-    maps the module to an optimiser (default: the trainer's ``make_optimizer``). The callable carries
-    ``.module``, ``.opt`` and ``.micro`` (samples per pass: as training picks them unless given)."""
+    """A fresh module for config ``c`` and a callable that runs one training step on it (random genes, the trainer's own ``train_step``) and returns its seconds, gene sampling included. ``optimizer`` maps the module to an optimiser (default: the trainer's ``make_optimizer``). The callable carries ``.module``, ``.opt`` and ``.micro`` (samples per pass: as training picks them unless given)."""
     m = build(c, n_genes).train()
     opt = optimizer(m) if optimizer else make_optimizer(m, 1e-4, 0.01)
     g = torch.Generator().manual_seed(0)
@@ -132,9 +128,7 @@ def step_runner(c, n_genes: int = 20_000, batch: int = 32, micro: int | None = N
 
 def train_step_rate(preset: str, n_genes: int = 20_000, batch: int = 32, steps: int = 3, profile: bool = False,
                     micro: int | None = None, **overrides):
-    """Seconds per training step, timed with the trainer's own ``train_step`` (micro-batches as
-    training picks them unless ``micro`` is given; ``micro=batch`` is one pass per batch).
-    ``overrides`` change the preset's settings (e.g. ``activation="relu"``)."""
+    """Seconds per training step, timed with the trainer's own ``train_step`` (micro-batches as training picks them unless ``micro`` is given; ``micro=batch`` is one pass per batch). ``overrides`` change the preset's settings (e.g. ``activation="relu"``)."""
     c = resolve_config(preset, **overrides)
     step = step_runner(c, n_genes, batch, micro)
     micro = step.micro
@@ -153,7 +147,8 @@ def train_step_rate(preset: str, n_genes: int = 20_000, batch: int = 32, steps: 
            "step_fractions": fractions, "fraction_of_matmul": float(np.median(fractions))}
     prof_table = None
     if profile:
-        from torch.profiler import ProfilerActivity, profile as tprofile
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as tprofile
 
         with tprofile(activities=[ProfilerActivity.CPU]) as p:
             t = time.perf_counter()
@@ -169,6 +164,7 @@ def train_step_rate(preset: str, n_genes: int = 20_000, batch: int = 32, steps: 
 
 @torch.no_grad()
 def decoder_cost(preset: str = "paper", n_genes: int = 20_000, n_samples: int = 64):
+    """Decoding time per restored gene at several gene counts."""
     c = resolve_config(preset)
     m = build(c, n_genes).eval()
     s = torch.randn(n_samples, c.d_model)
@@ -193,11 +189,12 @@ def decoder_cost(preset: str = "paper", n_genes: int = 20_000, n_samples: int = 
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM), in MB.
+    """The process's peak resident memory (VmHWM), in MB.
 
     Not ``getrusage(...).ru_maxrss``: Linux carries that across fork and exec, so a child started
     by a big parent reports the parent's size (the first version of this benchmark read 4,592 MB
-    that way, all of it the parent's)."""
+    that way, all of it the parent's).
+    """
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
@@ -205,6 +202,7 @@ def peak_rss_mb() -> float:
 
 
 def big_matrix(n_obs: int = 10_000, n_vars: int = 20_000):
+    """Set-up, training and inference time and peak memory on a large matrix."""
     import anndata as ad
 
     rng = np.random.default_rng(0)
@@ -232,14 +230,15 @@ def big_matrix(n_obs: int = 10_000, n_vars: int = 20_000):
 
 
 def fill_comparison(quick: bool, seed: int = 0, baselines: bool = True):
-    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+    """Filling 30% MCAR entries: GexBERT against scikit-learn's imputers."""
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401 (registers IterativeImputer)
     from sklearn.impute import IterativeImputer, KNNImputer
 
     a = gb.datasets.synthetic(n_obs=1000, n_vars=2000, random_state=0)
     truth = a.X.copy()
     mask = np.random.default_rng(1).random(a.shape) < 0.30
     a.X[mask] = np.nan
-    rmse = lambda F: float(np.sqrt(np.mean((F[mask] - truth[mask]) ** 2)))  # noqa: E731
+    rmse = lambda F: float(np.sqrt(np.mean((F[mask] - truth[mask]) ** 2)))
     out = {}
     t = time.perf_counter()
     model = gb.GexBERT(a, random_state=seed).train(progress=False, **({"phase1_epochs": 2, "phase2_epochs": 2} if quick else {}))
@@ -268,9 +267,7 @@ def fill_comparison(quick: bool, seed: int = 0, baselines: bool = True):
 
 
 def activation_ab(pairs: int = 5, n_genes: int = 20_000, batch: int = 32) -> None:
-    """Paper-preset training step with GELU and with ReLU, interleaved in one process (``pairs``
-    steps each, after a warm-up): this machine drifts too much for separate runs to compare.
-    Writes throughput_activation_ab.{json,md}."""
+    """Paper-preset training step with GELU and with ReLU, interleaved in one process (``pairs`` steps each, after a warm-up): this machine drifts too much for separate runs to compare. Writes throughput_activation_ab.{json,md}."""
     steps = {a: step_runner(resolve_config("paper", activation=a), n_genes, batch) for a in ("gelu", "relu")}
     micro = steps["gelu"].micro
     for step in steps.values():
@@ -318,6 +315,7 @@ def fill_seeds(seeds: list[int]) -> None:
 
 
 def main() -> None:
+    """Run the benchmark sections chosen on the command line and write the results."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller runs, for a smoke test")
     ap.add_argument("--fill-seeds", type=int, nargs="+", metavar="SEED",

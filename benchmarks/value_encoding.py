@@ -35,11 +35,11 @@ import gexbert_sc as gb
 from gexbert_sc.train import ValidationSet
 
 VARIANTS = {
-    "interp_proj": dict(value_encoding="interp_proj", summary_readout=True),
-    "interp": dict(value_encoding="interp", summary_readout=True),
-    "binned": dict(value_encoding="binned", summary_readout=True),
-    "paper": dict(value_encoding="binned", summary_readout=False),
-    "interp_proj_relu": dict(value_encoding="interp_proj", summary_readout=True, activation="relu"),
+    "interp_proj": {"value_encoding": "interp_proj", "summary_readout": True},
+    "interp": {"value_encoding": "interp", "summary_readout": True},
+    "binned": {"value_encoding": "binned", "summary_readout": True},
+    "paper": {"value_encoding": "binned", "summary_readout": False},
+    "interp_proj_relu": {"value_encoding": "interp_proj", "summary_readout": True, "activation": "relu"},
 }
 COHORTS = ["ovarian_gse51088", "nki_breast", "tcga_skcm", "synthetic"]
 
@@ -62,6 +62,7 @@ def knn_mse(model: gb.GexBERT, adata, k: int = 10) -> float:
 
 
 def main() -> None:
+    """Train each variant on each cohort and write the results."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--cohorts", nargs="+", default=COHORTS)
@@ -92,8 +93,8 @@ def main() -> None:
 
 def write(rows: list[dict], args) -> None:
     """JSON of every run and a Markdown table of means over seeds."""
-    meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), machine=platform.machine(),
-                command="python benchmarks/value_encoding.py " + shlex.join(sys.argv[1:]))
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+                "command": "python benchmarks/value_encoding.py " + shlex.join(sys.argv[1:])}
     Path(args.out + ".json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))
     # Markdown: mean over seeds
     seeds = sorted({r["seed"] for r in rows})
@@ -109,7 +110,9 @@ def write(rows: list[dict], args) -> None:
             rs = [r for r in rows if r["cohort"] == cohort and r["variant"] == name]
             if not rs:
                 continue
-            f = lambda k: np.mean([r[k] for r in rs])  # noqa: E731
+            def f(k, rs=rs):
+                return np.mean([r[k] for r in rs])
+
             lines.append(f"| {cohort} | {name} | {f('val_other'):.3f} | {f('val_other') / f('val_mean'):.2f} | "
                          f"{f('val_same'):.3f} | {f('knn_val_other'):.3f} | {f('val_mean'):.3f} | {f('epochs'):.0f} | {f('seconds'):.0f} |")
     Path(args.out + ".md").write_text("\n".join(lines) + "\n")

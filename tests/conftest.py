@@ -2,13 +2,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pytest
+import torch
 
-import gexbert_sc as gb  # noqa: E402
+import gexbert_sc as gb
 
-TINY = dict(d_model=16, n_layers=1, n_heads=2, d_ff=32, n_levels=16, n_input=32, n_target=32, batch_size=16)
+TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "n_levels": 16, "n_input": 32, "n_target": 32, "batch_size": 16}
 
 
 @pytest.fixture(autouse=True)

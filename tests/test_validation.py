@@ -97,6 +97,14 @@ def no_validation_sample():
 
 
 @case
+def huge_values():
+    # defect: 1e30 was accepted silently and corrupted the gene's standardisation
+    a = _adata()
+    a.X[4, 3] = 1e30
+    return a, {}, ValueError, r"far outside any log-expression range.*\['G3'\].*\['S4'\].*take logs first"
+
+
+@case
 def all_nan_gene():
     a = _adata()
     a.X[:, 5] = np.nan

@@ -118,8 +118,7 @@ def check_observed(
     *,
     allow_empty_genes: bool = False,
 ) -> None:
-    """Refuse samples or genes without a single observed value (genes allowed with ``allow_empty_genes``, as
-    when a model's genes are absent from new data), and constant genes."""
+    """Refuse samples or genes without a single observed value (genes allowed with ``allow_empty_genes``, as when a model's genes are absent from new data), and constant genes."""
     empty_genes = np.flatnonzero(n_per_gene == 0)
     if len(empty_genes) and not allow_empty_genes:
         ex = [str(var_names[i]) for i in empty_genes[:5]]

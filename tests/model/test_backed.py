@@ -4,8 +4,7 @@ import anndata as ad
 import numpy as np
 
 import gexbert_sc as gb
-
-from ..conftest import TINY
+from tests.conftest import TINY
 
 
 def test_backed_anndata_is_streamed_not_loaded(tmp_path):

@@ -7,8 +7,7 @@ import pytest
 
 import gexbert_sc as gb
 from gexbert_sc.model import GexBERTConfig, resolve_config
-
-from ..conftest import TINY, tiny_model
+from tests.conftest import TINY, tiny_model
 
 
 def test_training_beats_mean_prediction_by_a_real_margin():
@@ -264,3 +263,68 @@ def test_relu_model_round_trip_and_models_without_activation_load_as_gelu(small_
     old = gb.GexBERT.load(tmp_path / "g", small_adata)
     assert old.config.activation == "gelu"
     assert np.array_equal(gelu.embed(small_adata), old.embed(small_adata))
+
+
+def test_trained_model_saves_loads_and_trains_on(small_adata, tmp_path):
+    # defect: GexBERT.load(d, adata).train() raised UnboundLocalError, GexBERT.load(d).train() AttributeError
+    model = tiny_model(small_adata).train(phase1_epochs=2, phase2_epochs=2, progress=False)
+    model.save(tmp_path / "m")
+    loaded = gb.GexBERT.load(tmp_path / "m", small_adata)
+    assert np.array_equal(loaded.embed(), model.embed())
+    loaded.train(phase2_epochs=3, progress=False)
+    h = loaded.history
+    assert [r["epoch"] for r in h] == list(range(len(h))) and len(h) == 4 + 3  # history and epochs continue
+    assert [r["phase"] for r in h[4:]] == [2, 2, 2]  # it had reached phase 2: only phase 2 runs
+    assert not np.array_equal(loaded.embed(), model.embed())  # the weights moved
+    assert loaded.metrics["val_other"] < loaded.metrics["val_mean"]
+    # the saved standardisation is kept: outputs stay in the same units
+    assert np.array_equal(loaded.standardizer.mean, model.standardizer.mean)
+    assert len(loaded.training_rows) + len(loaded.validation_rows) == small_adata.n_obs
+    loaded.save(tmp_path / "m2")
+    assert len(gb.GexBERT.load(tmp_path / "m2").history) == 7
+    # the same continuation in memory, with phase 1 asked for explicitly
+    model.train(phase1_epochs=1, phase2_epochs=1, progress=False)
+    assert [r["phase"] for r in model.history[4:]] == [1, 2]
+    with pytest.raises(ValueError, match=r"no data to train on.*GexBERT.load\(path, adata\)"):
+        gb.GexBERT.load(tmp_path / "m").train()
+
+
+def test_untrained_model_warns(small_adata):
+    model = tiny_model(small_adata)
+    assert not model.is_trained
+    with pytest.warns(UserWarning, match="has not been trained"):
+        model.embed(small_adata)
+
+
+def test_random_state_none_and_bad_device(small_adata):
+    model = gb.GexBERT(small_adata, random_state=None, **TINY)
+    assert isinstance(model.random_state, int)
+    with pytest.raises(TypeError, match="random_state must be an int or None"):
+        gb.GexBERT(small_adata, random_state="0", **TINY)
+    with pytest.raises(ValueError, match=r"device='gpu'.*'auto', 'cpu', 'cuda'"):
+        model.train(device="gpu", progress=False)
+
+
+def test_saved_files_follow_the_umask(trained, tmp_path):
+    import os
+    import stat
+
+    model, _ = trained
+    old = os.umask(0o022)
+    try:
+        model.save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m").stat().st_mode) == 0o755
+    for f in (tmp_path / "m").iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+
+
+def test_config_literals_agree_with_the_network():
+    from typing import get_args
+
+    from gexbert_sc.model._config import Activation, ValueEncoding
+    from gexbert_sc.module import ACTIVATIONS, VALUE_ENCODINGS
+
+    assert set(get_args(Activation)) == set(ACTIVATIONS)
+    assert set(get_args(ValueEncoding)) == set(VALUE_ENCODINGS)

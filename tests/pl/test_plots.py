@@ -2,8 +2,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 import gexbert_sc as gb
-
-from ..conftest import TINY
+from tests.conftest import TINY
 
 
 @pytest.fixture
@@ -32,6 +31,10 @@ def test_umap_plot(fitted):
     assert fig.axes
     with pytest.raises(KeyError, match="neither an .obs column"):
         gb.pl.umap(fitted, color="nope")
+    # defect: the default colour was "cancer_type", which failed on data without that column
+    del fitted.obs["cancer_type"]
+    ax = gb.pl.umap(fitted, show=False)
+    assert len(ax.collections) >= 1
     plt.close("all")
 
 

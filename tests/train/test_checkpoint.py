@@ -11,8 +11,7 @@ import torch
 
 import gexbert_sc as gb
 from gexbert_sc.train import load_checkpoint
-
-from ..conftest import TINY
+from tests.conftest import TINY
 
 SCRIPT = textwrap.dedent(
     """
@@ -67,7 +66,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     res = gb.GexBERT.load(tmp_path / "out")
     assert [h["epoch"] for h in res.history] == list(range(8))
     assert [h["phase"] for h in res.history] == [1] * 4 + [2] * 4
-    for a, b in zip(res.history, ref.history):
+    for a, b in zip(res.history, ref.history, strict=False):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
     for k, v in ref.module.state_dict().items():
         assert torch.allclose(v, res.module.state_dict()[k], atol=1e-5), k
@@ -96,3 +95,19 @@ def test_resume_of_a_finished_run_changes_nothing(small_adata, tmp_path):
     )
     assert len(m2.history) == 2
     assert np.array_equal(m.embed(), m2.embed())
+
+
+def test_checkpoint_file_follows_the_umask(tmp_path):
+    # defect: checkpoints (mkstemp) were written 0600
+    import os
+    import stat
+
+    from gexbert_sc.train import save_checkpoint
+
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "c" / "checkpoint.pt", {"x": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "c" / "checkpoint.pt").stat().st_mode) == 0o644
+    assert load_checkpoint(tmp_path / "c" / "checkpoint.pt") == {"x": 1}

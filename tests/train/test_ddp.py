@@ -8,8 +8,7 @@ import pytest
 import torch
 
 import gexbert_sc as gb
-
-from ..conftest import TINY
+from tests.conftest import TINY
 
 SCRIPT = textwrap.dedent(
     """

@@ -15,7 +15,7 @@ def test_sample_genes_phase2_disjoint_and_seeded():
     g = torch.Generator().manual_seed(0)
     gi, gt = sample_genes(8, 100, 30, 40, 2, g)
     assert gi.shape == (8, 30) and gt.shape == (8, 40)
-    for a, b in zip(gi, gt):
+    for a, b in zip(gi, gt, strict=False):
         assert len(set(a.tolist()) | set(b.tolist())) == 70
     gi1, gt1 = sample_genes(8, 100, 30, 30, 1, torch.Generator().manual_seed(5))
     gi2, _ = sample_genes(8, 100, 30, 30, 1, torch.Generator().manual_seed(5))

@@ -29,7 +29,7 @@ def test_micro_batches_give_the_full_batch_step(micro):
         want = float(masked_mse(_net()(gi, vals, gt), tgt))
     assert losses[0] == pytest.approx(want, rel=1e-5)
     assert losses[1] == pytest.approx(want, rel=1e-5)
-    for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+    for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values(), strict=False):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-5), name
     # and the step did change the weights
     assert not torch.allclose(nets[0].encoder[0].qkv.weight, _net().encoder[0].qkv.weight)
@@ -53,12 +53,12 @@ def test_make_optimizer_is_fused_adamw_with_the_plain_update(monkeypatch):
     g = torch.Generator().manual_seed(0)
     for _ in range(3):  # the same gradients for both (backprop's float noise left out)
         grads = [torch.randn(p.shape, generator=g) for p in nets[0].parameters()]
-        for net, opt in zip(nets, (fused, plain)):
-            for p, gr in zip(net.parameters(), grads):
+        for net, opt in zip(nets, (fused, plain), strict=False):
+            for p, gr in zip(net.parameters(), grads, strict=False):
                 p.grad = gr.clone()
             opt.step()
     start = _net().state_dict()
-    for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+    for (name, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values(), strict=False):
         assert torch.allclose(a, b, atol=1e-6), name
         if a.is_floating_point() and a.numel() > 1 and name.endswith("weight"):
             assert not torch.equal(a, start[name]), name

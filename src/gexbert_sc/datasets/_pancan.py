@@ -55,7 +55,7 @@ def tcga_pancan(
     registry = pooch.create(
         path=cache_dir if cache_dir is not None else pooch.os_cache("gexbert_sc"),
         base_url=base_url if base_url.endswith("/") else base_url + "/",
-        registry={name: None for name in PANCAN_FILES.values()},
+        registry=dict.fromkeys(PANCAN_FILES.values()),
         env="GEXBERT_SC_DATA",
     )
     expr_path = registry.fetch(PANCAN_FILES["expression"], progressbar=progress)
@@ -71,7 +71,7 @@ def tcga_pancan(
     s = surv.reindex(obs.index)
     obs["cancer_type"] = s["cancer type abbreviation"].astype("category")
     obs["os_time"] = s["OS.time"].astype(float)
-    obs["os_event"] = s["OS"].map({1: True, 0: False, 1.0: True, 0.0: False}).astype("boolean")
+    obs["os_event"] = s["OS"].map({1: True, 0: False}).astype("boolean")
     obs["patient_barcode"] = [b[:12] for b in obs.index]
     adata = AnnData(X, obs=obs, var=pd.DataFrame(index=expr.index.astype(str)))
     adata.uns["source"] = {"base_url": base_url, "files": dict(PANCAN_FILES), "units": "log2(norm_count + 1)"}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ..pp import log_normalize
+from gexbert_sc.pp import log_normalize
 
 _DATA = files("gexbert_sc.datasets") / "data"
 

@@ -72,8 +72,7 @@ class GeneAlignment:
         return out
 
     def to_var(self, values: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Write vocabulary-ordered ``values`` ``(n, n_genes)`` into ``out`` ``(n, n_vars)`` (AnnData
-        order) at the genes both have; other columns of ``out`` are left as they are."""
+        """Write vocabulary-ordered ``values`` ``(n, n_genes)`` into ``out`` ``(n, n_vars)`` (AnnData order) at the genes both have; other columns of ``out`` are left as they are."""
         have = self.present
         out[:, self.columns[have]] = values[:, have]
         return out

@@ -12,9 +12,16 @@ import numpy as np
 import torch
 from anndata import AnnData
 
-from .._validate import check_anndata, check_dtype, check_layer, check_matrix_values, check_obs_key, check_unique_genes
-from ..module import GexBERTModule
-from ..train import (
+from gexbert_sc._validate import (
+    check_anndata,
+    check_dtype,
+    check_layer,
+    check_matrix_values,
+    check_obs_key,
+    check_unique_genes,
+)
+from gexbert_sc.module import GexBERTModule
+from gexbert_sc.train import (
     Trainer,
     TrainPlan,
     ValidationSet,
@@ -23,6 +30,7 @@ from ..train import (
     init_distributed,
     resolve_device,
 )
+
 from ._alignment import GeneAlignment, vocabulary_indices
 from ._config import GexBERTConfig, resolve_config
 from ._inference import default_repeats, encode_batches, fill_missing
@@ -110,8 +118,7 @@ class GexBERT:
 
     # ------------------------------------------------------------------ data
     def _attach(self, adata: AnnData, *, codes=None, n_groups: int = 1, allow_absent: bool = False) -> GroupMoments:
-        """Make ``adata`` the training data: split its rows, check every value in one streaming pass, and
-        return the moments of the training rows (per batch ``codes``)."""
+        """Make ``adata`` the training data: split its rows, check every value in one streaming pass, and return the moments of the training rows (per batch ``codes``)."""
         self._train_rows, self._val_rows = split_rows(adata.n_obs, self.config.val_fraction, self.random_state)
         align = self.align(adata)
         codes = np.zeros(adata.n_obs, dtype=np.int64) if codes is None else codes
@@ -167,8 +174,7 @@ class GexBERT:
         return reader, self.standardizer.for_data(reader, batch_labels(adata, self.batch_key))
 
     def standardize(self, adata: AnnData | None = None) -> np.ndarray:
-        """Standardised values of ``adata`` (the attached AnnData if None), ``(n_obs, n_genes)`` float32 in the
-        vocabulary's order, NaN where missing or absent: the units the network works in."""
+        """Standardised values of ``adata`` (the attached AnnData if None), ``(n_obs, n_genes)`` float32 in the vocabulary's order, NaN where missing or absent: the units the network works in."""
         adata = self._data(adata)
         reader, scaler = self._scaled_reader(adata, self._check_compatible(adata, warn=adata is not self.adata))
         rows = np.arange(adata.n_obs)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..module import GexBERTModule
-from ..train import autocast, micro_batch_size, observed_first_subsets, tokens_per_pass
+from gexbert_sc.module import GexBERTModule
+from gexbert_sc.train import autocast, micro_batch_size, observed_first_subsets, tokens_per_pass
+
 from ._reader import RowReader
 from ._standardizer import BoundStandardizer
 
@@ -41,8 +42,7 @@ def encode_rows(module: GexBERTModule, genes: torch.Tensor, values: torch.Tensor
 
 
 def decode(module: GexBERTModule, emb: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
-    """Decode ``genes`` (long ``(M,)`` shared by all rows, or ``(B, M)`` per row) from ``emb`` ``(B, d)`` in
-    chunks of a bounded number of tokens, so memory stays bounded and the cost per gene flat."""
+    """Decode ``genes`` (long ``(M,)`` shared by all rows, or ``(B, M)`` per row) from ``emb`` ``(B, d)`` in chunks of a bounded number of tokens, so memory stays bounded and the cost per gene flat."""
     B = emb.shape[0]
     chunk = max(1, (tokens_per_pass(module, emb.device) or 1 << 15) // max(B, 1))
     out = torch.empty(B, genes.shape[-1], device=emb.device)
@@ -88,9 +88,7 @@ def encode_batches(
 
 
 def fill_missing(module: GexBERTModule, batch: EncodedBatch, x: np.ndarray, scaler: BoundStandardizer) -> np.ndarray:
-    """Fill the NaN entries of the raw rows ``x`` of ``batch`` (in place) with values decoded from its
-    embedding, in input units. Only the missing entries are decoded: each row's missing genes, padded to the
-    batch's largest count, so the cost grows with the number of missing values."""
+    """Fill the NaN entries of the raw rows ``x`` of ``batch`` (in place) with values decoded from its embedding, in input units. Only the missing entries are decoded: each row's missing genes, padded to the batch's largest count, so the cost grows with the number of missing values."""
     miss = np.isnan(x)
     if not miss.any():
         return x

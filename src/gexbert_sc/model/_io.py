@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
-from ..train._checkpoint import umask_mode
+from gexbert_sc import __version__
+from gexbert_sc.train._checkpoint import umask_mode
 
 FORMAT = "gexbert_sc.model"
 FORMAT_VERSION = 1
@@ -60,8 +60,7 @@ def write_model(dest: str | os.PathLike, tensors: dict[str, torch.Tensor], meta:
 
 
 def read_model(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read ``(tensors, meta)`` written by :func:`write_model`, with an error that says what is wrong with a
-    damaged or foreign folder."""
+    """Read ``(tensors, meta)`` written by :func:`write_model`, with an error that says what is wrong with a damaged or foreign folder."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 

@@ -6,7 +6,8 @@ import warnings
 
 import numpy as np
 
-from .._validate import check_matrix_values, check_not_counts, check_observed, check_value_range
+from gexbert_sc._validate import check_matrix_values, check_not_counts, check_observed, check_value_range
+
 from ._reader import RowReader
 from ._standardizer import GroupMoments
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from anndata import AnnData
 
-from .._validate import obs_labels
+from gexbert_sc._validate import obs_labels
+
 from ._reader import RowReader
 
 logger = logging.getLogger("gexbert_sc")
@@ -83,8 +84,7 @@ class Standardizer:
 
     @classmethod
     def from_moments(cls, batches: list[str], moments: GroupMoments) -> Standardizer:
-        """Statistics from accumulated moments; a gene without a value in some batch falls back on the
-        statistics pooled over batches (and on mean 0, sd 1 where it has none at all)."""
+        """Statistics from accumulated moments; a gene without a value in some batch falls back on the statistics pooled over batches (and on mean 0, sd 1 where it has none at all)."""
         mean, sd = moments.stats()
         bad = np.isnan(mean)
         if bad.any():
@@ -101,8 +101,7 @@ class Standardizer:
         return np.array([known.get(b, -1) for b in labels], dtype=np.int64)
 
     def for_data(self, reader: RowReader, labels: np.ndarray | None) -> BoundStandardizer:
-        """The standardiser bound to one AnnData's rows. Batches it has not seen get their own
-        statistics, computed from that AnnData (logged); known batches keep the fitted ones."""
+        """The standardiser bound to one AnnData's rows. Batches it has not seen get their own statistics, computed from that AnnData (logged); known batches keep the fitted ones."""
         n_obs = reader.n_obs
         if labels is None:
             return BoundStandardizer(np.zeros(n_obs, dtype=np.int64), self.mean, self.sd)
@@ -139,8 +138,7 @@ class BoundStandardizer:
         return (x - self.mean[c]) / self.sd[c]
 
     def inverse(self, z: np.ndarray, rows: np.ndarray, genes: np.ndarray | None = None) -> np.ndarray:
-        """Back to input units: ``z`` of ``rows`` at vocabulary ``genes`` (``(M,)`` shared or ``(B, M)``
-        per row; all genes if None)."""
+        """Back to input units: ``z`` of ``rows`` at vocabulary ``genes`` (``(M,)`` shared or ``(B, M)`` per row; all genes if None)."""
         c = self.codes[rows]
         if genes is None:
             return z * self.sd[c] + self.mean[c]

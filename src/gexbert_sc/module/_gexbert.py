@@ -66,8 +66,7 @@ class GexBERTModule(nn.Module):
 
     @classmethod
     def from_config(cls, config, n_genes: int) -> GexBERTModule:
-        """Build the network for ``n_genes`` from a config's :data:`CONFIG_FIELDS` (e.g. a
-        :class:`~gexbert_sc.GexBERTConfig`; this package's only place that maps settings to the network)."""
+        """Build the network for ``n_genes`` from a config's :data:`CONFIG_FIELDS` (e.g. a :class:`~gexbert_sc.GexBERTConfig`; this package's only place that maps settings to the network)."""
         return cls(n_genes=n_genes, **{name: getattr(config, name) for name in cls.CONFIG_FIELDS})
 
     def encode(self, genes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

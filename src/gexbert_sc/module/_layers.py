@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 ACTIVATIONS = ("gelu", "relu")
 
 
@@ -50,17 +49,15 @@ class EncoderLayer(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, first_only: bool = False) -> torch.Tensor:
-        """``x`` ``(B, N, D)`` -> ``(B, N, D)``; with ``first_only`` only position 0 is computed,
-        ``(B, 1, D)`` (it still attends to every kept token): the last encoder layer needs
-        nothing else, since the summary is position 0."""
+        """``x`` ``(B, N, D)`` -> ``(B, N, D)``; with ``first_only`` only position 0 is computed, ``(B, 1, D)`` (it still attends to every kept token): the last encoder layer needs nothing else, since the summary is position 0."""
         B, N, D = x.shape
         H = self.n_heads
         hd = D // H
         qkv = self.qkv(self.norm(x)).view(B, N, 3, H, hd)
         # On CPU the attention kernel is faster when the head dimension is a multiple of the
         # SIMD width (8 floats): zero-padding q, k and v leaves every dot product, and so the
-        # result, unchanged (the pad columns of the output are dropped). Paper preset, head dim
-        # 25: about 5-10% faster attention here (benchmarks/throughput.py).
+        # result, unchanged (the pad columns of the output are dropped); measured in
+        # benchmarks/results/speed_on_cpu.md.
         pad = (-hd) % 8 if x.device.type == "cpu" else 0
         if pad:
             qkv = F.pad(qkv, (0, pad))

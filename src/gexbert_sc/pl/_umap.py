@@ -11,8 +11,8 @@ from ._utils import finish, new_axes
 def umap(
     adata: AnnData,
     *,
-    color: str | None = "cancer_type",
-    key: str = "gexbert",
+    basis: str = "X_gexbert_umap",
+    color: str | list[str] | None = None,
     title: str | None = None,
     ax=None,
     show: bool | None = None,
@@ -20,16 +20,16 @@ def umap(
     save: str | None = None,
     **kwargs,
 ):
-    """Scatter of ``.obsm["X_" + key + "_umap"]`` (from :func:`gexbert_sc.tl.umap`), coloured by ``color``.
+    """Scatter of the layout ``.obsm[basis]`` (from :func:`gexbert_sc.tl.umap`), coloured by ``color``.
 
     Parameters
     ----------
     adata
         AnnData with the UMAP layout.
+    basis
+        The layout: the ``key_added`` of :func:`~gexbert_sc.tl.umap` (scanpy's ``basis``).
     color
-        ``.obs`` column or gene to colour by.
-    key
-        The ``key`` given to :func:`~gexbert_sc.tl.umap`.
+        ``.obs`` column or gene to colour by (None: no colouring).
     title
         Panel title (default: says what the points are).
     ax, show, return_fig, save
@@ -41,11 +41,11 @@ def umap(
     -------
     The axes, or the figure with ``return_fig``, or None when shown.
     """
-    basis = f"X_{key}_umap"
     if basis not in adata.obsm:
-        raise KeyError(f".obsm[{basis!r}] not found; run gexbert_sc.tl.umap(adata, key={key!r}) first")
-    if color is not None and color not in adata.obs.columns and color not in adata.var_names:
-        raise KeyError(f"color={color!r} is neither an .obs column nor a gene; .obs columns: {list(adata.obs.columns)}")
+        raise KeyError(f".obsm[{basis!r}] not found; run gexbert_sc.tl.umap(adata, key_added={basis!r}) first")
+    for c in [color] if isinstance(color, str) else (color or []):
+        if c not in adata.obs.columns and c not in adata.var_names:
+            raise KeyError(f"color={c!r} is neither an .obs column nor a gene; .obs columns: {list(adata.obs.columns)}")
     fig, ax = new_axes(ax, (5.5, 4.5))
     sc.pl.embedding(
         adata,

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from anndata import AnnData
 from tqdm.auto import tqdm
 
-from .._validate import (
+from gexbert_sc._validate import (
     check_anndata,
     check_layer,
     check_matrix_values,
@@ -20,6 +20,7 @@ from .._validate import (
     check_unique_genes,
     obs_labels,
 )
+
 from ._cox import cv_concordance
 from ._survival_data import groups_with_few_events, survival_arrays
 

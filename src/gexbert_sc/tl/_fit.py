@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from anndata import AnnData
 
-from .. import __version__
-from .._validate import check_anndata
-from ..model import GexBERT, GexBERTConfig
+from gexbert_sc import __version__
+from gexbert_sc._validate import check_anndata
+from gexbert_sc.model import GexBERT, GexBERTConfig
 
 logger = logging.getLogger("gexbert_sc")
 
@@ -28,9 +28,8 @@ def fit(
     progress: bool = True,
     checkpoint_dir: str | None = None,
     resume: bool = False,
-    random_state: int = 0,
+    random_state: int | None = 0,
     key_added: str = "gexbert",
-    copy: bool = False,
     **config_overrides: Any,
 ) -> GexBERT:
     """Pretrain GexBERT on ``adata`` and embed its samples.
@@ -56,17 +55,18 @@ def fit(
     resume
         Continue an interrupted run from the checkpoint in ``checkpoint_dir``.
     random_state
-        Seeds everything; the same value gives the same model and embeddings on CPU.
+        Seeds everything; the same value gives the same model and embeddings on CPU. None draws a seed
+        (logged; ``model.random_state`` and ``.uns[key_added]["params"]["random_state"]`` keep it).
     key_added
         Results go to ``.obsm["X_" + key_added]`` and ``.uns[key_added]``.
-    copy
-        Work on a copy of ``adata``; the copy is then ``model.adata``.
     **config_overrides
         Settings of :class:`~gexbert_sc.GexBERTConfig`, e.g. ``d_model=128``.
 
     Returns
     -------
-    The trained :class:`~gexbert_sc.GexBERT`. Adds to ``adata``:
+    The trained :class:`~gexbert_sc.GexBERT` (``model.adata`` is ``adata``). Unlike other tools, ``fit``
+    has no ``copy=``: it always writes into ``adata`` and returns the model; pass ``adata.copy()`` to keep
+    the original untouched. Adds to ``adata``:
 
     ``.obsm["X_" + key_added]``
         Summary (cls) embedding of each sample, ``(n_obs, d_model)``.
@@ -85,8 +85,12 @@ def fit(
     check_anndata(adata)
     if not isinstance(key_added, str) or not key_added:
         raise ValueError("key_added must be a non-empty string")
-    if copy:
-        adata = adata.copy()
+    if "copy" in config_overrides:
+        raise TypeError("tl.fit has no copy=: it always writes into adata and returns the model; "
+                        "pass adata.copy() to keep the original untouched")
+    if phase1_epochs == 0 and phase2_epochs == 0:
+        raise ValueError("phase1_epochs=0 and phase2_epochs=0 train nothing, and an untrained model's embeddings are "
+                         "random; give at least one epoch (or set up a model without training: GexBERT(adata))")
     model = GexBERT(
         adata, layer=layer, config=config, batch_key=batch_key, random_state=random_state, **config_overrides
     )
@@ -98,7 +102,7 @@ def fit(
         checkpoint_dir=checkpoint_dir,
         resume=resume,
     )
-    emb = model.embed(adata, random_state=random_state)
+    emb = model.embed(adata, random_state=model.random_state)
     obsm_key = f"X_{key_added}"
     adata.obsm[obsm_key] = emb
     adata.uns[key_added] = {
@@ -106,7 +110,7 @@ def fit(
             **model.config.to_dict(),
             "layer": "X" if layer is None else layer,
             "batch_key": "" if batch_key is None else batch_key,
-            "random_state": int(random_state),
+            "random_state": int(model.random_state),
             "device": str(model.device),
         },
         "version": __version__,

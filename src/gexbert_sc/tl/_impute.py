@@ -7,8 +7,8 @@ import logging
 import numpy as np
 from anndata import AnnData
 
-from .._validate import check_anndata
-from ..model import GexBERT
+from gexbert_sc._validate import check_anndata
+from gexbert_sc.model import GexBERT
 
 logger = logging.getLogger("gexbert_sc")
 

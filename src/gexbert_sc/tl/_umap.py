@@ -7,24 +7,39 @@ import logging
 import scanpy as sc
 from anndata import AnnData
 
-from .._validate import check_anndata
+from gexbert_sc._validate import check_anndata
 
 logger = logging.getLogger("gexbert_sc")
 
 
 def umap(
-    adata: AnnData, *, key: str = "gexbert", n_neighbors: int = 15, random_state: int = 0, copy: bool = False
+    adata: AnnData,
+    *,
+    use_rep: str = "X_gexbert",
+    key_added: str = "X_gexbert_umap",
+    neighbors_key: str = "gexbert_neighbors",
+    n_neighbors: int = 15,
+    random_state: int = 0,
+    copy: bool = False,
 ) -> AnnData | None:
-    """UMAP of the sample embeddings ``.obsm["X_" + key]`` (run :func:`gexbert_sc.tl.fit` first).
+    """UMAP of the sample embeddings ``.obsm[use_rep]`` (run :func:`gexbert_sc.tl.fit` first).
 
-    Runs :func:`scanpy.pp.neighbors` on the embedding and :func:`scanpy.tl.umap` on that graph.
+    Runs :func:`scanpy.pp.neighbors` on the embedding and :func:`scanpy.tl.umap` on that graph. As in
+    scanpy, the input (``use_rep``) and the outputs (``neighbors_key``, ``key_added``) are named apart, so
+    the graph and layout of the GexBERT embedding never replace scanpy's default ``"neighbors"`` and
+    ``"X_umap"``.
 
     Parameters
     ----------
     adata
-        AnnData with ``.obsm["X_" + key]``.
-    key
-        The ``key_added`` of :func:`~gexbert_sc.tl.fit`.
+        AnnData with ``.obsm[use_rep]``.
+    use_rep
+        The embedding to use: ``"X_" + key_added`` of :func:`~gexbert_sc.tl.fit`.
+    key_added
+        The layout goes to ``.obsm[key_added]``, its parameters to ``.uns[key_added]``.
+    neighbors_key
+        The kNN graph goes to ``.uns[neighbors_key]``, ``.obsp[neighbors_key + "_distances"]`` and
+        ``.obsp[neighbors_key + "_connectivities"]``.
     n_neighbors
         Neighbours in the kNN graph (cut to ``n_obs - 1`` for tiny data).
     random_state
@@ -34,20 +49,18 @@ def umap(
 
     Returns
     -------
-    The copy if ``copy``, else None. Adds the kNN graph (``.uns[key + "_neighbors"]``,
-    ``.obsp[key + "_neighbors_distances"]``, ``.obsp[key + "_neighbors_connectivities"]``) and the
-    layout ``.obsm["X_" + key + "_umap"]`` (with its parameters in ``.uns["X_" + key + "_umap"]``).
+    The copy if ``copy``, else None.
     """
     check_anndata(adata)
-    rep = f"X_{key}"
-    if rep not in adata.obsm:
-        raise KeyError(f".obsm[{rep!r}] not found; run gexbert_sc.tl.fit(adata, key_added={key!r}) first")
+    if use_rep not in adata.obsm:
+        raise KeyError(f".obsm[{use_rep!r}] not found (.obsm has {list(adata.obsm)}); run gexbert_sc.tl.fit(adata) "
+                       "first, or pass use_rep= naming the embedding")
     if adata.n_obs < 3:
         raise ValueError(f"a UMAP needs at least 3 samples, got {adata.n_obs}")
     if copy:
         adata = adata.copy()
-    nk = f"{key}_neighbors"
-    sc.pp.neighbors(adata, use_rep=rep, n_neighbors=min(n_neighbors, adata.n_obs - 1), key_added=nk, random_state=random_state)
-    sc.tl.umap(adata, neighbors_key=nk, random_state=random_state, key_added=f"{rep}_umap")
-    logger.info("added .obsm[%r] and the kNN graph under .uns[%r]", f"{rep}_umap", nk)
+    sc.pp.neighbors(adata, use_rep=use_rep, n_neighbors=min(n_neighbors, adata.n_obs - 1), key_added=neighbors_key,
+                    random_state=random_state)
+    sc.tl.umap(adata, neighbors_key=neighbors_key, random_state=random_state, key_added=key_added)
+    logger.info("added .obsm[%r] and the kNN graph under .uns[%r]", key_added, neighbors_key)
     return adata if copy else None

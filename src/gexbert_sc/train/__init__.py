@@ -9,7 +9,7 @@ from ._sampling import observed_first_subsets, phase_sizes, sample_genes
 from ._schedule import EarlyStopping, lr_factor
 from ._seeding import check_random_state, derive_seed
 from ._step import autocast, make_optimizer, micro_batch_size, tokens_per_pass, train_step
-from ._trainer import TrainPlan, Trainer
+from ._trainer import Trainer, TrainPlan
 from ._validation import ValidationSet, evaluate
 
 __all__ = [

@@ -19,8 +19,7 @@ def umask_mode(mode: int = 0o666) -> int:
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
-    """Write ``payload`` atomically: a temporary file in the same folder, fsync, then rename. The file gets
-    the user's umask permissions like any other file they write."""
+    """Write ``payload`` atomically: a temporary file in the same folder, fsync, then rename. The file gets the user's umask permissions like any other file they write."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

@@ -13,8 +13,7 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """A torch device from ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``,
-    ``"mps"`` or a :class:`torch.device`; a clear ``ValueError`` for anything else or an absent device."""
+    """A torch device from ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a :class:`torch.device`; a clear ``ValueError`` for anything else or an absent device."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -46,8 +45,7 @@ def dist_info() -> tuple[int, int]:
 
 
 def init_distributed(device: torch.device) -> torch.device:
-    """Join the process group that torchrun describes in the environment (if any); on CUDA, each process
-    takes the GPU of its ``LOCAL_RANK``. Returns the device to use."""
+    """Join the process group that torchrun describes in the environment (if any); on CUDA, each process takes the GPU of its ``LOCAL_RANK``. Returns the device to use."""
     import torch.distributed as dist
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():

@@ -10,8 +10,7 @@ import torch
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
-    """Linear warm-up over ``min(warmup_steps, total_steps // 10)`` steps, then cosine decay to 10% of the
-    peak at ``total_steps``."""
+    """Linear warm-up over ``min(warmup_steps, total_steps // 10)`` steps, then cosine decay to 10% of the peak at ``total_steps``."""
     warm = min(warmup_steps, max(1, total_steps // 10))
     if step < warm:
         return (step + 1) / warm

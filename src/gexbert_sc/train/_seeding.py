@@ -25,8 +25,7 @@ def derive_seed(random_state: int, purpose: str, start_epoch: int = 0) -> int:
 
 
 def check_random_state(random_state) -> int:
-    """An int seed from ``random_state``: an int is kept; None draws a fresh seed (logged, so the run can be
-    repeated), as scikit-learn's None does; anything else is refused."""
+    """An int seed from ``random_state``: an int is kept; None draws a fresh seed (logged, so the run can be repeated), as scikit-learn's None does; anything else is refused."""
     if random_state is None:
         seed = int(np.random.default_rng().integers(0, 2**31 - 1))
         logger.info("random_state=None: drew seed %d (pass random_state=%d to repeat this run)", seed, seed)

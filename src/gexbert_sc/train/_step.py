@@ -6,7 +6,7 @@ from contextlib import nullcontext
 
 import torch
 
-from ..module import GexBERTModule, masked_sse
+from gexbert_sc.module import GexBERTModule, masked_sse
 
 #: On CPU, one forward/backward pass holds at most about this many values of the widest activation
 #: (tokens x max(d_ff, 3 d_model)); bigger batches are split into micro-batches whose gradients are
@@ -21,16 +21,14 @@ def autocast(device: torch.device):
 
 
 def tokens_per_pass(module: GexBERTModule, device: torch.device) -> int | None:
-    """Tokens one pass should hold: on CPU, :data:`CPU_PASS_VALUES` over the widest activation; None (no
-    limit) elsewhere."""
+    """Tokens one pass should hold: on CPU, :data:`CPU_PASS_VALUES` over the widest activation; None (no limit) elsewhere."""
     if device.type != "cpu":
         return None
     return max(1, CPU_PASS_VALUES // max(module.d_ff, 3 * module.d_model))
 
 
 def micro_batch_size(module: GexBERTModule, tokens_per_sample: int, batch_size: int, device: torch.device) -> int:
-    """Samples per forward/backward pass: the whole batch on GPU; on CPU as many as keep the widest activation
-    under :data:`CPU_PASS_VALUES` values (at least 1)."""
+    """Samples per forward/backward pass: the whole batch on GPU; on CPU as many as keep the widest activation under :data:`CPU_PASS_VALUES` values (at least 1)."""
     limit = tokens_per_pass(module, device)
     if limit is None:
         return int(batch_size)
@@ -76,8 +74,7 @@ def train_step(
 
 
 def make_optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW, with the fused kernel where this torch has one for the parameters' device (the same update up
-    to rounding, fewer passes over memory; ``benchmarks/optimizer.py`` measures it)."""
+    """AdamW, with the fused kernel where this torch has one for the parameters' device (the same update up to rounding, fewer passes over memory; ``benchmarks/optimizer.py`` measures it)."""
     params = list(module.parameters())
     try:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)

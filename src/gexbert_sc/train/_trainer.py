@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..module import GexBERTModule
+from gexbert_sc.module import GexBERTModule
+
 from ._checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ._distributed import all_reduce_sum, dist_info, wrap
 from ._sampling import sample_genes
@@ -171,8 +172,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self, train_rows: np.ndarray, val_rows: np.ndarray, *, resume: bool = False) -> list[dict]:
-        """Run both phases on ``train_rows``, stopping each early on ``val_rows`` (may be empty: then each
-        phase runs its full epochs).
+        """Run both phases on ``train_rows``, stopping each early on ``val_rows`` (may be empty: then each phase runs its full epochs).
 
         With ``resume``, continue from the checkpoint in ``checkpoint_dir`` if there is one: weights, optimiser,
         learning-rate schedule, early-stopping state, random generators and history are restored, so the

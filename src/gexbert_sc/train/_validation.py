@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..module import GexBERTModule, masked_mse
+from gexbert_sc.module import GexBERTModule, masked_mse
+
 from ._sampling import sample_genes
 from ._seeding import derive_seed
 from ._step import autocast
@@ -38,8 +39,7 @@ class ValidationSet:
 def evaluate(
     module: GexBERTModule, fetch: RowFetcher, vs: ValidationSet, batch_size: int, device: torch.device
 ) -> dict[str, float]:
-    """Validation MSE of restoring the input genes (``val_same``) and other genes (``val_other``), and the MSE
-    of predicting the training mean (0 in standardised units) for the other genes (``val_mean``)."""
+    """Validation MSE of restoring the input genes (``val_same``) and other genes (``val_other``), and the MSE of predicting the training mean (0 in standardised units) for the other genes (``val_mean``)."""
     was_training = module.training
     module.eval()
     sums = {1: 0.0, 2: 0.0, "mean": 0.0}
