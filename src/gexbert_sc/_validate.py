@@ -133,7 +133,7 @@ def check_observed(
             f"{len(empty_samples)} sample(s) have no observed value in {where} (all NaN), e.g. {ex}; drop them, e.g. "
             "adata = adata[~np.isnan(adata.X).all(axis=1)].copy()"
         )
-    const = np.flatnonzero(gmax - gmin == 0)
+    const = np.flatnonzero((gmax - gmin == 0) & (n_per_gene >= 2))  # one value: nothing to compare, not constant
     if len(const):
         ex = [str(var_names[i]) for i in const[:5]]
         raise ValueError(

@@ -471,7 +471,38 @@ def conformal_calibrate(
     if not np.isfinite(r).all():
         raise ValueError(f"impute_fn left {int((~np.isfinite(r)).sum())} hidden entries NaN or infinite")
 
-    n_genes = A.shape[1]
+    return calibrate_residuals(r, cols, A.shape[1], interval=interval, min_per_gene=min_per_gene)
+
+
+def calibrate_residuals(
+    residuals: np.ndarray, genes: np.ndarray, n_genes: int, *, interval: float = 0.9, min_per_gene: float = 5
+) -> ConformalCalibration:
+    """Split-conformal calibration from residuals already computed on held-out entries.
+
+    The scoring of :func:`conformal_calibrate` (see its Notes), for callers that obtain residuals in
+    another way, e.g. cross-validated predictions of a regression on a reference set.
+
+    Parameters
+    ----------
+    residuals
+        Truth minus prediction on the calibration entries, 1-D.
+    genes
+        The gene (column index) of each residual.
+    n_genes
+        Number of genes.
+    interval
+        Target coverage in (0, 1).
+    min_per_gene
+        Pseudo-count of the shrinkage of per-gene scales toward the global RMS residual.
+
+    Returns
+    -------
+    ConformalCalibration
+    """
+    r = np.asarray(residuals, dtype=np.float64)
+    cols = np.asarray(genes, dtype=np.int64)
+    if r.size == 0:
+        raise ValueError("no calibration residuals")
     k = float(min_per_gene)
     n_j = np.bincount(cols, minlength=n_genes).astype(np.float64)
     S_j = np.bincount(cols, weights=r**2, minlength=n_genes)
@@ -490,18 +521,8 @@ def conformal_calibrate(
     rank = math.ceil((n + 1) * interval)
     q = float(scores[rank - 1]) if rank <= n else math.inf
     if not math.isfinite(q):
-        logger.warning(
-            "conformal_calibrate: %d calibration entries are too few for interval=%g; q is infinite. "
-            "Raise fraction or lower interval.",
-            n,
-            interval,
-        )
-    logger.info("conformal_calibrate: %d calibration entries, q = %.3g, global RMS residual %.3g", n, q, math.sqrt(g2))
-    return ConformalCalibration(
-        scale=scale,
-        q=q,
-        interval=float(interval),
-        n_calibration=n,
-        n_per_gene=n_j.astype(np.int64),
-        global_rms=math.sqrt(g2),
-    )
+        logger.warning("%d calibration entries are too few for interval=%g; the intervals are infinite. Raise the "
+                       "calibration fraction or lower interval.", n, interval)
+    logger.info("conformal calibration: %d entries, q = %.3g, global RMS residual %.3g", n, q, math.sqrt(g2))
+    return ConformalCalibration(scale=scale, q=q, interval=float(interval), n_calibration=n,
+                                n_per_gene=n_j.astype(np.int64), global_rms=math.sqrt(g2))
