@@ -2,6 +2,7 @@
 # Set up gexbert_sc in a virtual environment and run the demo or the test suite.
 #   bash quickstart.sh demo [gexbert-sc demo options]   # set up, train on the bundled data, write results
 #   bash quickstart.sh test [pytest options]            # set up, run the test suite (pytest)
+#   bash quickstart.sh lint                             # set up, run ruff on src/, tests/ and benchmarks/
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV="${GEXBERT_VENV:-.venv}"
@@ -29,5 +30,6 @@ shift || true
 case "$cmd" in
   demo) setup; exec "$VENV/bin/gexbert-sc" demo "$@" ;;
   test) setup; exec "$VENV/bin/python" -m pytest "$@" ;;
-  *) echo "usage: bash quickstart.sh demo|test [options]" >&2; exit 2 ;;
+  lint) setup; exec "$VENV/bin/ruff" check src tests benchmarks "$@" ;;
+  *) echo "usage: bash quickstart.sh demo|test|lint [options]" >&2; exit 2 ;;
 esac
