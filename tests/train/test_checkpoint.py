@@ -111,3 +111,14 @@ def test_checkpoint_file_follows_the_umask(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "c" / "checkpoint.pt").stat().st_mode) == 0o644
     assert load_checkpoint(tmp_path / "c" / "checkpoint.pt") == {"x": 1}
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(small_adata, tmp_path):
+    # found by the CLI work: --resume after --set activation=relu resumed silently
+    import gexbert_sc as gb
+    from tests.conftest import TINY
+
+    gb.GexBERT(small_adata, **TINY).train(phase1_epochs=1, phase2_epochs=1, progress=False, checkpoint_dir=tmp_path)
+    other = gb.GexBERT(small_adata, **{**TINY, "activation": "relu"})
+    with pytest.raises(ValueError, match="written for other data or settings"):
+        other.train(phase1_epochs=1, phase2_epochs=1, progress=False, checkpoint_dir=tmp_path, resume=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import warnings
@@ -289,8 +290,8 @@ class GexBERT:
         return int(p1), int(p2)
 
     def _fingerprint(self, scaler) -> str:
-        """Identifies the vocabulary, split and standardisation (for resuming checkpoints)."""
-        h = hashlib.sha256()
+        """Identifies the settings, vocabulary, split and standardisation (for resuming checkpoints)."""
+        h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())  # settings, e.g. activation
         for part in (self.genes.astype("U").tobytes(), self._train_rows.tobytes(), self._val_rows.tobytes(),
                      np.ascontiguousarray(scaler.mean).tobytes(), np.ascontiguousarray(scaler.sd).tobytes()):
             h.update(part)
