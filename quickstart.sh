@@ -22,7 +22,7 @@ setup() {
     "$vpy" -m pip install -q --disable-pip-version-check "torch==${GEXBERT_TORCH:-2.13.0}" 2> >(grep -v "^WARNING: Location" >&2)
   fi
   echo "[setup] installing gexbert_sc and its dependencies" >&2
-  "$vpy" -m pip install -q --disable-pip-version-check -e ".[test]" 2> >(grep -v "^WARNING: Location" >&2)
+  "$vpy" -m pip install -q --disable-pip-version-check -e ".[${GEXBERT_EXTRAS:-test}]" 2> >(grep -v "^WARNING: Location" >&2)
 }
 
 cmd="${1:-}"
