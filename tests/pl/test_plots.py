@@ -43,3 +43,17 @@ def test_plots_explain_missing_keys(small_adata):
         gb.pl.history(small_adata)
     with pytest.raises(KeyError, match="tl.umap"):
         gb.pl.umap(small_adata)
+
+
+def test_history_title_legend_and_integer_epochs(trained):
+    from matplotlib.ticker import MaxNLocator
+
+    ax = gb.pl.history(trained[0], show=False)
+    assert ax.get_title() == "GexBERT training history"
+    assert ax.get_legend().get_title().get_text() == "curves and training phase"
+    assert isinstance(ax.xaxis.get_major_locator(), MaxNLocator)
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "MSE (standardised units)"
+    assert gb.pl.history(trained[0], title=None, show=False).get_title() == ""
+    plt.close("all")

@@ -77,18 +77,56 @@ class GexBERTModule(nn.Module):
         cls position's residual stream, with no final LayerNorm (one stalled training here). The
         last layer computes the cls position only.
         """
-        x = self.tokens(genes, values)
-        x = torch.cat([self.cls.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
-        missing = torch.isnan(values)
-        keep = None
-        if bool(missing.any()):
-            keep = torch.cat([torch.ones_like(missing[:, :1]), ~missing], dim=1)
+        x, keep = self._encoder_input(genes, values)
         last = len(self.encoder) - 1
         for i, layer in enumerate(self.encoder):
             # only the summary position of the last layer is used: its other N-1 positions (their
             # attention queries, output projection and feed-forward) are not computed
             x = layer(x, keep, first_only=i == last)
         return x[:, 0]
+
+    def _encoder_input(self, genes: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tokens with the cls token in front ``(B, N + 1, D)``, and the key mask (None when nothing is missing)."""
+        x = self.tokens(genes, values)
+        x = torch.cat([self.cls.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
+        missing = torch.isnan(values)
+        keep = None
+        if bool(missing.any()):
+            keep = torch.cat([torch.ones_like(missing[:, :1]), ~missing], dim=1)
+        return x, keep
+
+    def cls_attention(self, genes: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summary embedding and the summary (cls) query's attention over the input genes, per layer and head.
+
+        An inspection path beside :meth:`encode` (which keeps the fused attention kernel): in every
+        encoder layer the cls row's attention probabilities, ``softmax(q_cls . k / sqrt(head_dim))``
+        over the cls token and the ``N`` input genes with missing genes masked out, are computed
+        explicitly and the cls row's attention output is formed from them (see
+        :meth:`EncoderLayer.forward`), so the summary equals :meth:`encode`'s. Needs eval mode when
+        the network has dropout.
+
+        Parameters
+        ----------
+        genes
+            Long ``(B, N)`` vocabulary indices.
+        values
+            Float ``(B, N)`` standardised values, NaN where missing.
+
+        Returns
+        -------
+        summary
+            ``(B, d_model)``, as :meth:`encode`.
+        attention
+            Float32 ``(B, n_layers, n_heads, N)``: the weight of each input gene in the cls row (the
+            cls token's weight on itself, ``1 - attention.sum(-1)``, is left out); 0 for missing genes.
+        """
+        x, keep = self._encoder_input(genes, values)
+        last = len(self.encoder) - 1
+        probs = []
+        for i, layer in enumerate(self.encoder):
+            x, p = layer(x, keep, first_only=i == last, return_cls_attention=True)
+            probs.append(p[:, :, 1:])
+        return x[:, 0], torch.stack(probs, dim=1)
 
     def decode(self, summary: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
         """Restored standardised values ``(B, M)`` of ``genes`` (long ``(B, M)``) from ``summary``."""

@@ -48,8 +48,21 @@ class EncoderLayer(nn.Module):
         self.ff = FeedForward(d_model, d_ff, dropout, activation)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, first_only: bool = False) -> torch.Tensor:
-        """``x`` ``(B, N, D)`` -> ``(B, N, D)``; with ``first_only`` only position 0 is computed, ``(B, 1, D)`` (it still attends to every kept token): the last encoder layer needs nothing else, since the summary is position 0."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        first_only: bool = False,
+        return_cls_attention: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``x`` ``(B, N, D)`` -> ``(B, N, D)``; with ``first_only`` only position 0 is computed, ``(B, 1, D)`` (it still attends to every kept token): the last encoder layer needs nothing else, since the summary is position 0.
+
+        With ``return_cls_attention`` (an inspection path, not used in training) it also returns the
+        attention probabilities of the summary (position 0) query over all ``N`` keys, float32
+        ``(B, n_heads, N)``: ``softmax(q_0 . k_j / sqrt(head_dim))`` with masked keys at 0. The
+        summary row's attention output is then computed from these probabilities (``p @ v``), the
+        other rows with the usual fused kernel, so the returned ``x`` equals the normal forward.
+        """
         B, N, D = x.shape
         H = self.n_heads
         hd = D // H
@@ -66,14 +79,34 @@ class EncoderLayer(nn.Module):
             q, x = q[:, :, :1], x[:, :1]
         mask = None if keep is None else keep[:, None, None, :]
         drop = self.dropout if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=hd**-0.5)
+        if return_cls_attention:
+            if drop:
+                raise RuntimeError("the attention path has no attention dropout; call module.eval() first")
+            p = self._cls_probabilities(q[:, :, :1], k, keep, hd)  # (B, H, N), float32
+            a0 = torch.einsum("bhn,bhnd->bhd", p.to(v.dtype), v).unsqueeze(2)  # (B, H, 1, hd + pad)
+            if q.shape[2] > 1:
+                rest = F.scaled_dot_product_attention(q[:, :, 1:], k, v, attn_mask=mask, scale=hd**-0.5)
+                a = torch.cat([a0, rest], dim=2)
+            else:
+                a = a0
+        else:
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, scale=hd**-0.5)
         if pad:
             a = a[..., :hd]
         a = self.out(a.transpose(1, 2).reshape(B, x.shape[1], D))
         if self.dropout and self.training:
             a = F.dropout(a, self.dropout, True)
         x = x + a
-        return x + self.ff(x)
+        x = x + self.ff(x)
+        return (x, p) if return_cls_attention else x
+
+    @staticmethod
+    def _cls_probabilities(q0: torch.Tensor, k: torch.Tensor, keep: torch.Tensor | None, hd: int) -> torch.Tensor:
+        """Softmax of the summary query ``q0`` ``(B, H, 1, e)`` against the keys ``k`` ``(B, H, N, e)`` (e may include the zero pad), scaled by ``hd ** -0.5``, masked keys excluded; float32 ``(B, H, N)``."""
+        scores = torch.einsum("bhd,bhnd->bhn", q0[:, :, 0].float(), k.float()) * hd**-0.5
+        if keep is not None:
+            scores = scores.masked_fill(~keep[:, None, :], float("-inf"))
+        return torch.softmax(scores, dim=-1)
 
 
 class DecoderLayer(nn.Module):

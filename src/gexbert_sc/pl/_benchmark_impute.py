@@ -23,8 +23,9 @@ def benchmark_impute(
     return_fig: bool = False,
     save: str | None = None,
 ):
-    """Plot the results of :func:`gexbert_sc.tl.benchmark_impute`: one panel per mechanism, the rate on the x
-    axis, one line per method (mean and sd over repeats).
+    """Plot the results of :func:`gexbert_sc.tl.benchmark_impute`.
+
+    One panel per mechanism, the rate on the x axis, one line per method (mean and sd over repeats).
 
     Parameters
     ----------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from anndata import AnnData
+from matplotlib.ticker import MaxNLocator
 
 from ._utils import finish, new_axes
 
@@ -13,6 +14,7 @@ def history(
     *,
     key: str = "gexbert",
     log_y: bool = False,
+    title: str | None = "GexBERT training history",
     ax=None,
     show: bool | None = None,
     return_fig: bool = False,
@@ -29,6 +31,8 @@ def history(
         The ``key_added`` of :func:`~gexbert_sc.tl.fit`.
     log_y
         Logarithmic y axis.
+    title
+        Axes title (None or ``""``: none).
     ax
         Axes to draw into.
     show
@@ -63,9 +67,12 @@ def history(
     if len(p2):
         ax.axvspan(ep[p2[0]] - 0.5, ep[-1] + 0.5, color="0.9", zorder=0, label="phase 2 (restore other genes)")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        ax.set_title(title)
     ax.set_ylabel("MSE (standardised units)")
     if log_y:
         ax.set_yscale("log")
     ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(frameon=False, fontsize="small")
+    ax.legend(frameon=False, fontsize="small", title="curves and training phase", title_fontsize="small")
     return finish(fig, ax, show=show, return_fig=return_fig, save=save)

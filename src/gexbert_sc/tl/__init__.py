@@ -1,8 +1,14 @@
 """Tools: functions that compute on an AnnData and write documented keys."""
 
 from ._anchor_genes import anchor_genes
+from ._attention import attention
+from ._benchmark_impute import benchmark_impute
+from ._classify import classify
 from ._fit import fit
+from ._gene_umap import gene_umap
 from ._impute import impute
+from ._restore import restore
+from ._survival import survival
 from ._umap import umap
 
-__all__ = ["anchor_genes", "fit", "impute", "umap"]
+__all__ = ["anchor_genes", "attention", "benchmark_impute", "classify", "fit", "gene_umap", "impute", "restore", "survival", "umap"]

@@ -37,8 +37,11 @@ def _median_r(truth, pred, mask, rs) -> float:
 
 def score(truth: np.ndarray, filled: np.ndarray, mask: np.ndarray, gene_sd: np.ndarray,
           lower: np.ndarray | None = None, upper: np.ndarray | None = None) -> dict[str, float]:
-    """RMSE on the hidden entries in standardised units (each gene's error over its sd), per-gene Pearson, and
-    the coverage and mean width (standardised) of the intervals."""
+    """Score imputed values on the hidden entries.
+
+    RMSE in standardised units (each gene's error over its sd), per-gene Pearson, and the coverage and mean
+    width (standardised) of the intervals.
+    """
     err = (filled - truth) / gene_sd
     out = {"rmse": float(np.sqrt(np.mean(err[mask] ** 2))), "pearson": _gene_pearson(truth, filled, mask),
            "coverage": np.nan, "width": np.nan}
@@ -52,8 +55,10 @@ def score(truth: np.ndarray, filled: np.ndarray, mask: np.ndarray, gene_sd: np.n
 
 
 def _keep_one_value(X: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> None:
-    """Un-hide (in place) one hidden entry of every gene and sample that the mask emptied: no method can
-    impute a gene no sample measures (as when every group of a gene block loses the same gene)."""
+    """Un-hide (in place) one hidden entry of every gene and sample that the mask emptied.
+
+    No method can impute a gene no sample measures (as when every group of a gene block loses the same gene).
+    """
     for axis in (0, 1):
         empty = np.flatnonzero(np.isnan(X).all(axis=axis) & mask.any(axis=axis))
         for i in empty:

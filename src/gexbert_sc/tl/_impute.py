@@ -60,8 +60,10 @@ def matrix_adata(X: np.ndarray, like: AnnData, layer: str | None, batch_key: str
 
 
 class GexBERTFiller:
-    """Fills matrices shaped like ``adata`` with a GexBERT: the given model, or one trained on the first matrix
-    it is asked to fill (its observed entries only)."""
+    """Fills matrices shaped like ``adata`` with a GexBERT.
+
+    The given model, or one trained on the first matrix it is asked to fill (its observed entries only).
+    """
 
     def __init__(self, adata: AnnData, model: GexBERT | None, layer: str | None, *, fit_kwargs: dict | None,
                  n_repeats: int | None, random_state: int, progress: bool):
@@ -97,8 +99,11 @@ class GexBERTFiller:
 
 def write_intervals(adata: AnnData, key: str, filled: np.ndarray, observed: np.ndarray,
                     cal: ConformalCalibration | None, genes: np.ndarray | None = None) -> None:
-    """``.layers[key + "_sd" / "_lower" / "_upper"]``: the calibrated spread and interval at imputed entries;
-    at observed entries sd 0 and lower = upper = the value; NaN where uncalibrated."""
+    """Write ``.layers[key + "_sd" / "_lower" / "_upper"]``.
+
+    The calibrated spread and interval at imputed entries; at observed entries sd 0 and lower = upper = the
+    value; NaN where uncalibrated.
+    """
     sd = np.full_like(filled, np.nan)
     lower, upper = sd.copy(), sd.copy()
     if cal is not None:

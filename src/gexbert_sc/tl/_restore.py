@@ -33,8 +33,11 @@ def _targets(genes, model: GexBERT | None, reference: AnnData | None, adata: Ann
 
 
 def _ridge(reference: AnnData, ref_layer, inputs, targets, n_folds: int, random_state: int):
-    """RidgeCV from ``inputs`` to ``targets`` fitted on ``reference`` (NaN inputs filled with the reference
-    means, standardised); returns the fitted pipeline and cross-validated residuals on the reference."""
+    """RidgeCV from ``inputs`` to ``targets`` fitted on ``reference``.
+
+    NaN inputs are filled with the reference means, then standardised. Returns the fitted pipeline and
+    cross-validated residuals on the reference.
+    """
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_predict
