@@ -26,6 +26,7 @@ from gexbert_sc.train import (
     TrainPlan,
     ValidationSet,
     check_random_state,
+    derive_seed,
     evaluate,
     init_distributed,
     resolve_device,
@@ -42,6 +43,9 @@ from ._split import check_sample_count, split_rows
 from ._standardizer import ALL, GroupMoments, Standardizer, batch_labels
 
 logger = logging.getLogger("gexbert_sc")
+
+#: The linear path's factors come from at most this many training rows (a random subset).
+LINEAR_FIT_ROWS = 4096
 
 
 class GexBERT:
@@ -113,6 +117,7 @@ class GexBERT:
         torch.manual_seed(self.random_state)
         self.module = GexBERTModule.from_config(self.config, len(self.genes))
         self._set_level_cuts(adata)
+        self._fit_linear_path(adata)
         logger.info("set up GexBERT on %d samples x %d genes (%d training, %d validation)",
                     adata.n_obs, adata.n_vars, len(self._train_rows), len(self._val_rows))
 
@@ -136,6 +141,28 @@ class GexBERT:
         z = self.standardizer.for_data(reader, batch_labels(adata, self.batch_key)).transform(reader(sub), sub)
         edges, centres = level_cuts(z, self.config, self.random_state)
         self.module.tokens.set_cuts(torch.from_numpy(edges), torch.from_numpy(centres))
+
+    def _fit_linear_path(self, adata: AnnData) -> None:
+        """Set the linear path's factors from the standardised training rows and pick its penalty on the validation rows."""
+        if self.module.linear is None:
+            return
+        reader = RowReader(adata, self.layer, self.align(adata))
+        scaler = self.standardizer.for_data(reader, batch_labels(adata, self.batch_key))
+
+        def rows(r):
+            r = np.sort(np.asarray(r))
+            return torch.from_numpy(np.concatenate(
+                [scaler.transform(reader(c), c) for c in np.array_split(r, max(1, -(-len(r) // 4096)))]
+                if len(r) else [np.zeros((0, len(self.genes)), np.float32)]))
+
+        gen = torch.Generator().manual_seed(derive_seed(self.random_state, "linear_path"))
+        train = self._train_rows
+        if len(train) > LINEAR_FIT_ROWS:  # the covariance of a few thousand rows is plenty for its top factors
+            train = np.random.default_rng(self.random_state).choice(train, LINEAR_FIT_ROWS, replace=False)
+        scores = self.module.linear.fit(rows(train), rows(self._val_rows[:LINEAR_FIT_ROWS]), generator=gen)
+        if scores:
+            logger.info("linear path: penalty %.3g (validation MSE %.4f)", float(self.module.linear.lam),
+                        min(scores.values()))
 
     def align(self, adata: AnnData) -> GeneAlignment:
         """How ``adata``'s genes map onto the model's vocabulary (by name)."""
@@ -355,7 +382,7 @@ class GexBERT:
         ``(n_obs, d_model)`` float32 array.
         """
         *_, batches = self._batches(adata, n_input, n_repeats, batch_size, random_state, device)
-        parts = [b.embedding.cpu().numpy() for b in batches]
+        parts = [b.embedding[:, : self.config.d_model].cpu().numpy() for b in batches]
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.config.d_model), np.float32)
 
     def restore(

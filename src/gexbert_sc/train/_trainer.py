@@ -18,7 +18,7 @@ from gexbert_sc.module import GexBERTModule
 
 from ._checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ._distributed import all_reduce_sum, dist_info, wrap
-from ._sampling import sample_genes
+from ._sampling import draw_input_size, sample_genes
 from ._schedule import EarlyStopping, lr_factor
 from ._seeding import derive_seed
 from ._step import make_optimizer, micro_batch_size, train_step
@@ -35,7 +35,8 @@ class TrainPlan:
     genes); each phase stops early once its validation loss has not improved by ``min_delta`` for
     ``patience`` epochs, and keeps its best weights. An epoch is one pass over the training samples in random
     order, or, when that is fewer than ``min_steps_per_epoch`` batches, as many shuffled passes as make up
-    that many batches (each visit of a sample draws other genes). ``micro_batch`` splits each batch into
+    that many batches (each visit of a sample draws other genes). With ``n_input_min``, each batch draws its
+    number of input genes log-uniformly from ``[n_input_min, n_input]``. ``micro_batch`` splits each batch into
     passes whose gradients are summed (the same step); None picks it with
     :func:`~gexbert_sc.train.micro_batch_size`.
     """
@@ -52,6 +53,7 @@ class TrainPlan:
     grad_clip: float = 1.0
     min_steps_per_epoch: int = 25
     micro_batch: int | None = None
+    n_input_min: int | None = None
 
     @classmethod
     def from_config(cls, config, phase_epochs: tuple[int, int]) -> TrainPlan:
@@ -244,7 +246,8 @@ class Trainer:
         loss_sum, loss_n, lr = 0.0, 0, p.lr
         for i, start in enumerate(range(0, len(perm), p.batch_size)):
             rows = np.sort(perm[start : start + p.batch_size])
-            gi, gt = sample_genes(len(rows), self.n_genes, p.n_input, p.n_target, phase, self.gen, self.device)
+            n_in = draw_input_size(p.n_input_min, p.n_input, self.gen)
+            gi, gt = sample_genes(len(rows), self.n_genes, n_in, p.n_target, phase, self.gen, self.device)
             if self.world > 1:
                 mine = np.arange(self.rank, len(rows), self.world)
                 rows, gi, gt = rows[mine], gi[mine], gt[mine]
