@@ -39,6 +39,7 @@ import gexbert_sc as gb  # noqa: E402
 #: GexBERT variants: config overrides of the "cpu" preset as it stood before this work.
 VARIANTS = {
     "cpu": {"linear_path": "none", "n_input_min": None},
+    "linear_only": {"linear_path": "fixed", "phase1_epochs": 0, "phase2_epochs": 0},  # no network training
     "linear_fixed": {"linear_path": "fixed"},
     "linear_learned": {"linear_path": "learned"},
     "linear_fixed_nmin32": {"linear_path": "fixed", "n_input_min": 32},
@@ -78,13 +79,17 @@ def baselines(X, tr, te, S, T, seed):
     return out
 
 
-def train_gexbert(X, tr, seed, overrides):
+def train_gexbert(X, tr, seed, overrides, epochs=None):
     A = ad.AnnData(X[tr])
     A.var_names = [f"g{i}" for i in range(X.shape[1])]
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = gb.GexBERT(A, random_state=seed, **overrides).train(progress=False)
+        if epochs is not None and overrides.get("phase2_epochs", 1):
+            overrides = {**overrides, "phase1_epochs": epochs[0], "phase2_epochs": epochs[1]}
+        m = gb.GexBERT(A, random_state=seed, **overrides)
+        if overrides.get("phase1_epochs", 1) or overrides.get("phase2_epochs", 1):
+            m.train(progress=False)
     return m, A.var_names, time.perf_counter() - t
 
 
@@ -96,7 +101,7 @@ def restore(m, names, X, te, S, T):
         return m.restore(B, genes=names[T])
 
 
-def run(cohorts, seeds, variants, n_panels, out):
+def run(cohorts, seeds, variants, n_panels, out, epochs=None, skip_baselines=False):
     rows = []
     for cohort in cohorts:
         for seed in seeds:
@@ -104,12 +109,12 @@ def run(cohorts, seeds, variants, n_panels, out):
             tr, te, S, T = split_a(*X.shape, seed)
             tasks = [("a", S, T)] + [(f"b{p}", *split_b(X.shape[1], seed, p)) for p in range(n_panels)]
             mu = X[tr].mean(0)
-            for task, s, t in tasks:
+            for task, s, t in [] if skip_baselines else tasks:
                 for method, (v, sec) in baselines(X, tr, te, s, t, seed).items():
                     rows.append(dict(cohort=cohort, seed=seed, task=task, method=method, rel_rmse=v, seconds=sec))
                     print(rows[-1], flush=True)
             for name in variants:
-                m, names, sec = train_gexbert(X, tr, seed, VARIANTS[name])
+                m, names, sec = train_gexbert(X, tr, seed, VARIANTS[name], epochs)
                 for task, s, t in tasks:
                     v = rel_rmse(restore(m, names, X, te, s, t), X[te][:, t], mu[t])
                     rows.append(dict(cohort=cohort, seed=seed, task=task, method=name, rel_rmse=v, seconds=sec,
@@ -139,11 +144,14 @@ def main():
     ap.add_argument("--variants", nargs="+", default=["cpu", "linear_fixed"])
     ap.add_argument("--panels", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", nargs=2, type=int, default=None, metavar=("PHASE1", "PHASE2"),
+                    help="override both phases' maximum epochs of every trained variant (default: the preset's)")
+    ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/quality")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
-    df = run(a.cohorts, a.seeds, a.variants, a.panels, a.out)
+    df = run(a.cohorts, a.seeds, a.variants, a.panels, a.out, a.epochs, a.skip_baselines)
     md = table(df)
     Path(f"{a.out}.md").write_text(md + f"\n\nwall time {time.perf_counter() - t0:.0f} s\n")
     print(md)

@@ -227,3 +227,27 @@ def test_linear_path_penalty_picked_on_validation_rows():
     scores = lp.fit(z[:40], z[40:], generator=torch.Generator().manual_seed(0))
     assert len(scores) == 11 and math.isclose(float(lp.lam), min(scores, key=scores.get), rel_tol=1e-5)
     assert lp.factors[:16].abs().sum() > 0
+
+
+def test_linear_path_leave_one_out_equals_ridge_without_the_row():
+    """Training rows are restored with factors that leave them out: kernel ridge on the other rows."""
+    from gexbert_sc.module import GaussianLinearPath
+
+    torch.manual_seed(2)
+    n, G = 10, 25
+    z = torch.randn(n, G, dtype=torch.float64)
+    lp = GaussianLinearPath(G, rank=16)  # rank above n: every factor of the rows is kept
+    lp.fit(z.float(), rows=torch.arange(3, 3 + n), n_rows=20)  # data rows 3..12 of 20
+    S, T = torch.arange(0, 15), torch.arange(15, 25)
+    i = 4
+    x = z[i : i + 1, S]
+    got = lp.estimate(lp.latent(S[None], x.float(), torch.tensor([3 + i])), T[None]).double()
+    keep = torch.arange(n) != i
+    Xs, Xt = z[keep][:, S], z[keep][:, T]
+    beta = torch.linalg.solve(Xs.T @ Xs + n * torch.eye(15, dtype=torch.float64), Xs.T @ Xt)  # penalty n * lam
+    assert torch.allclose(got, x @ beta, atol=1e-3)
+    # a row outside the fit (or no rows: inference) uses every row's factors
+    full = lp.estimate(lp.latent(S[None], x.float()), T[None])
+    assert torch.allclose(lp.estimate(lp.latent(S[None], x.float(), torch.tensor([0])), T[None]), full)
+    assert torch.allclose(lp.estimate(lp.latent(S[None], x.float(), torch.tensor([19])), T[None]), full)
+    assert not torch.allclose(got.float(), full, atol=1e-3)

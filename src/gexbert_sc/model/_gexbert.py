@@ -44,6 +44,8 @@ from ._standardizer import ALL, GroupMoments, Standardizer, batch_labels
 
 logger = logging.getLogger("gexbert_sc")
 
+#: What a model saved before a setting existed was trained with (its model.json lacks the key).
+PRE_SETTING_DEFAULTS = {"activation": "gelu", "linear_path": "none", "n_input_min": None}
 #: The linear path's factors come from at most this many training rows (a random subset).
 LINEAR_FIT_ROWS = 4096
 
@@ -159,9 +161,11 @@ class GexBERT:
         train = self._train_rows
         if len(train) > LINEAR_FIT_ROWS:  # the covariance of a few thousand rows is plenty for its top factors
             train = np.random.default_rng(self.random_state).choice(train, LINEAR_FIT_ROWS, replace=False)
-        scores = self.module.linear.fit(rows(train), rows(self._val_rows[:LINEAR_FIT_ROWS]), generator=gen)
+        val = np.sort(self._val_rows[:LINEAR_FIT_ROWS])
+        fit_rows = torch.from_numpy(np.concatenate([np.sort(train), val]))  # the data rows of the fitted rows
+        scores = self.module.linear.fit(rows(train), rows(val), generator=gen, rows=fit_rows, n_rows=adata.n_obs)
         if scores:
-            logger.info("linear path: penalty %.3g (validation MSE %.4f)", float(self.module.linear.lam),
+            logger.info("linear path: penalty %.3g (validation MSE %.4f)", float(self.module.linear.lam.detach()),
                         min(scores.values()))
 
     def align(self, adata: AnnData) -> GeneAlignment:
@@ -508,7 +512,7 @@ class GexBERT:
         tensors, meta = read_model(dir_path)
         self = cls.__new__(cls)
         # models saved before the activation setting existed used GELU
-        self.config = resolve_config(GexBERTConfig(), **{"activation": "gelu", **meta["config"]})
+        self.config = resolve_config(GexBERTConfig(), **{**PRE_SETTING_DEFAULTS, **meta["config"]})
         self.genes = np.asarray(meta["genes"], dtype=str)
         self.layer, self.batch_key = meta["layer"], meta["batch_key"]
         self.random_state = int(meta["random_state"])

@@ -92,17 +92,17 @@ class GexBERTModule(nn.Module):
         """Width of :meth:`encode`'s output: ``d_model``, plus ``linear_rank`` with a linear path."""
         return self.d_model + (0 if self.linear is None else self.linear.rank)
 
-    def encode(self, genes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def encode(self, genes: torch.Tensor, values: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """The encoded state ``(B, state_dim)``: the summary (cls) embedding (first ``d_model`` columns), then, with a linear path, its latent (:meth:`encode_linear`) from the same genes."""
         s = self.encode_summary(genes, values)
         if self.linear is None:
             return s
-        return torch.cat([s, self.encode_linear(genes, values).to(s.dtype)], dim=1)
+        return torch.cat([s, self.encode_linear(genes, values, rows).to(s.dtype)], dim=1)
 
-    def encode_linear(self, genes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """The linear path's latent ``(B, linear_rank)`` (computed in float32, also under autocast)."""
+    def encode_linear(self, genes: torch.Tensor, values: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The linear path's latent ``(B, linear_rank)`` (computed in float32, also under autocast); ``rows``: the samples' data rows, for the leave-one-out of training (:meth:`GaussianLinearPath.latent`)."""
         with torch.autocast(genes.device.type, enabled=False):
-            return self.linear.latent(genes, values.float())
+            return self.linear.latent(genes, values.float(), rows)
 
     def encode_summary(self, genes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Summary (cls) embedding, ``(B, d_model)``.
@@ -140,9 +140,10 @@ class GexBERTModule(nn.Module):
                 out = out.float() + self.linear.estimate(state[:, self.d_model :], genes)
         return out
 
-    def forward(self, genes: torch.Tensor, values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Encode ``(genes, values)`` and restore the genes ``targets``."""
-        return self.decode(self.encode(genes, values), targets)
+    def forward(self, genes: torch.Tensor, values: torch.Tensor, targets: torch.Tensor,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode ``(genes, values)`` and restore the genes ``targets``; ``rows`` (training only): the samples' data rows, left out of the linear path's factors."""
+        return self.decode(self.encode(genes, values, rows), targets)
 
 
 def masked_sse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

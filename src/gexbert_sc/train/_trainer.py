@@ -257,7 +257,8 @@ class Trainer:
             for group in self.opt.param_groups:
                 group["lr"] = lr
             loss = train_step(self.net, self.opt, gi, x.gather(1, gi), gt, x.gather(1, gt),
-                              micro_batch=self.micro, grad_clip=p.grad_clip)
+                              micro_batch=self.micro, grad_clip=p.grad_clip,
+                              rows=torch.as_tensor(rows, device=self.device))
             loss_sum += loss * len(rows)
             loss_n += len(rows)
         loss_sum, loss_n = all_reduce_sum([loss_sum, float(loss_n)], self.device)
