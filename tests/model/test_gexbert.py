@@ -376,3 +376,17 @@ def test_models_saved_before_the_linear_path_load_without_it(small_adata, tmp_pa
     old = gb.GexBERT.load(tmp_path / "m", small_adata)
     assert old.config.linear_path == "none" and old.module.linear is None
     assert np.array_equal(old.embed(small_adata), model.embed(small_adata))
+
+
+def test_linear_path_training_keeps_the_start_when_no_epoch_beats_it(small_adata):
+    """With a linear path, the phase's starting weights are an early-stopping candidate: a learning rate that
+    wrecks the network cannot leave the model worse on the validation rows than the linear estimate alone."""
+    import torch
+
+    model = tiny_model(small_adata, linear_path="fixed", linear_rank=24, lr=50.0)
+    start = {k: v.clone() for k, v in model.module.state_dict().items()}
+    model.train(phase1_epochs=0, phase2_epochs=2, progress=False)
+    hist = model.history
+    if min(h["val_other"] for h in hist) > model.metrics["val_other"] + 1e-6:  # no epoch beat the start
+        assert all(torch.equal(start[k], v) for k, v in model.module.state_dict().items())
+    assert model.metrics["val_other"] <= min(h["val_other"] for h in hist) + 1e-6

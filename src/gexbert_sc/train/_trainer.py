@@ -211,6 +211,12 @@ class Trainer:
         key = "val_same" if phase == 1 else "val_other"
         bar.set_description(f"GexBERT phase {phase}")
         stop = self.epoch_in_phase >= max_epochs
+        if vs is not None and not stop and self.epoch_in_phase == 0 and getattr(self.module, "linear", None) is not None:
+            # with a linear path the weights a phase starts from (at first: the linear estimate alone) are a
+            # candidate too, so training cannot end worse on the validation rows than where it began
+            eval_batch = self.micro if self.micro < self.plan.batch_size else max(self.plan.batch_size, 64)
+            self.stopper.update(evaluate(self.module, self.fetch, vs, eval_batch, self.device)[key], self.module)
+            self.stopper.bad = 0
         while not stop:
             rec = self._run_epoch(train_rows, passes, phase, max_epochs)
             if vs is not None:
