@@ -48,8 +48,12 @@ def test_restore_decodes_the_embedding(trained):
     genes = a.var_names[[0, 5, 9]]
     emb = model.embed(a, n_input=10, n_repeats=3)
     z = model.restore(a, genes=genes, n_input=10, n_repeats=3, standardized=True)
+    state = torch.from_numpy(emb)
+    if model.module.linear is not None:  # the linear path's latent comes from every observed gene
+        zs = torch.from_numpy(model.standardize(a))
+        state = torch.cat([state, model.module.encode_linear(torch.arange(a.n_vars).expand(40, -1), zs)], 1)
     with torch.no_grad():
-        want = model.module.decode(torch.from_numpy(emb), torch.tensor([[0, 5, 9]]).expand(40, -1)).numpy()
+        want = model.module.decode(state, torch.tensor([[0, 5, 9]]).expand(40, -1)).numpy()
     assert np.allclose(z, want, atol=1e-5)
     # the 3 subsets' embeddings differ, so this is an average, not one subset
     assert not np.allclose(emb, model.embed(a, n_input=10, n_repeats=1), atol=1e-3)
@@ -195,7 +199,8 @@ def test_layer_is_used(small_adata):
 def test_config_presets_and_overrides():
     paper = resolve_config("paper")
     assert (paper.d_model, paper.n_layers, paper.n_heads, paper.n_input, paper.n_levels) == (200, 8, 8, 512, 64)
-    assert paper.value_encoding == "binned"
+    assert paper.value_encoding == "binned" and paper.linear_path == "none"
+    assert resolve_config("cpu").linear_path == "fixed"
     assert resolve_config("cpu", n_input=10).n_input == 10
     assert resolve_config({"d_model": 32, "n_heads": 4}).d_model == 32
     with pytest.raises(TypeError, match="did you mean 'n_input'"):
@@ -323,8 +328,65 @@ def test_saved_files_follow_the_umask(trained, tmp_path):
 def test_config_literals_agree_with_the_network():
     from typing import get_args
 
-    from gexbert_sc.model._config import Activation, ValueEncoding
-    from gexbert_sc.module import ACTIVATIONS, VALUE_ENCODINGS
+    from gexbert_sc.model._config import Activation, LinearPath, ValueEncoding
+    from gexbert_sc.module import ACTIVATIONS, LINEAR_PATHS, VALUE_ENCODINGS
 
     assert set(get_args(Activation)) == set(ACTIVATIONS)
     assert set(get_args(ValueEncoding)) == set(VALUE_ENCODINGS)
+    assert set(get_args(LinearPath)) == set(LINEAR_PATHS)
+
+
+@pytest.mark.parametrize("bad", [{"linear_path": "ridge"}, {"linear_rank": 0}, {"n_input_min": 0},
+                                 {"n_input_min": 64, "n_input": 32}, {"n_input_min": 2.5}])
+def test_linear_path_and_input_size_settings_are_validated(bad):
+    with pytest.raises(ValueError, match="config"):
+        resolve_config("cpu", **bad)
+
+
+@pytest.mark.parametrize("mode", ["fixed", "learned"])
+def test_linear_path_model_trains_restores_and_round_trips(small_adata, tmp_path, mode):
+    model = tiny_model(small_adata, linear_path=mode, linear_rank=24, n_input_min=8)
+    lin = model.module.linear
+    assert lin.factors.abs().sum() > 0 and 0.05 < float(lin.lam) < 50  # set from the data at construction
+    model.train(phase1_epochs=1, phase2_epochs=1, progress=False)
+    genes = small_adata.var_names[:7]
+    panel = small_adata[:, 20:].copy()  # the restored genes are absent from the input
+    r = model.restore(panel, genes=genes)
+    assert r.shape == (small_adata.n_obs, 7) and np.isfinite(r).all()
+    # restored values do not depend on which other genes are restored
+    assert np.allclose(model.restore(panel, genes=genes[2:3]), r[:, 2:3], atol=1e-4)
+    # a missing input gene equals the gene left out (the linear path reads every observed gene)
+    nan = small_adata.copy()
+    nan.X[:, :20] = np.nan
+    assert np.allclose(model.restore(nan, genes=genes), r, atol=1e-4)
+    assert model.embed(small_adata).shape == (small_adata.n_obs, TINY["d_model"])
+    model.save(tmp_path / "m")
+    loaded = gb.GexBERT.load(tmp_path / "m", small_adata)
+    assert loaded.config.linear_path == mode
+    assert np.array_equal(loaded.restore(panel, genes=genes), r)
+
+
+def test_models_saved_before_the_linear_path_load_without_it(small_adata, tmp_path):
+    model = tiny_model(small_adata, linear_path="none").train(phase1_epochs=1, phase2_epochs=1, progress=False)
+    model.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    for key in ("linear_path", "linear_rank", "n_input_min"):
+        del meta["config"][key]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    old = gb.GexBERT.load(tmp_path / "m", small_adata)
+    assert old.config.linear_path == "none" and old.module.linear is None
+    assert np.array_equal(old.embed(small_adata), model.embed(small_adata))
+
+
+def test_linear_path_training_keeps_the_start_when_no_epoch_beats_it(small_adata):
+    """With a linear path, the phase's starting weights are an early-stopping candidate: a learning rate that
+    wrecks the network cannot leave the model worse on the validation rows than the linear estimate alone."""
+    import torch
+
+    model = tiny_model(small_adata, linear_path="fixed", linear_rank=24, lr=50.0)
+    start = {k: v.clone() for k, v in model.module.state_dict().items()}
+    model.train(phase1_epochs=0, phase2_epochs=2, progress=False)
+    hist = model.history
+    if min(h["val_other"] for h in hist) > model.metrics["val_other"] + 1e-6:  # no epoch beat the start
+        assert all(torch.equal(start[k], v) for k, v in model.module.state_dict().items())
+    assert model.metrics["val_other"] <= min(h["val_other"] for h in hist) + 1e-6

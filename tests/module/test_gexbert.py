@@ -135,3 +135,119 @@ def test_module_activation_reaches_every_block():
     m = GexBERTModule(n_genes=10, d_model=8, n_layers=2, n_heads=2, d_ff=16, activation="relu")
     blocks = [layer.ff for layer in [*m.encoder, *m.decoder]]
     assert len(blocks) == 4 and {b.activation for b in blocks} == {"relu"}
+
+
+# ---------------------------------------------------------------- the linear path
+def _linear_net(linear_path="fixed", n_genes=40, rank=8, seed=0):
+    torch.manual_seed(seed)
+    m = GexBERTModule(n_genes=n_genes, d_model=16, n_layers=1, n_heads=4, d_ff=32, n_levels=8,
+                      linear_path=linear_path, linear_rank=rank)
+    z = torch.randn(30, 4) @ torch.randn(4, n_genes) + 0.3 * torch.randn(30, n_genes)
+    m.linear.fit(z, z[:10], generator=torch.Generator().manual_seed(0))
+    return m.eval()
+
+
+def test_linear_path_shapes_and_untrained_output_is_the_linear_estimate():
+    m = _linear_net()
+    genes = torch.randint(0, 40, (3, 12))
+    vals = torch.randn(3, 12)
+    targets = torch.randint(0, 40, (3, 5))
+    with torch.no_grad():
+        state = m.encode(genes, vals)
+        out = m.decode(state, targets)
+        lin = m.linear.estimate(m.linear.latent(genes, vals), targets)
+    assert state.shape == (3, m.state_dim) == (3, 16 + 8)
+    assert out.shape == (3, 5)
+    # the head starts at zero and the readout too: the network adds nothing before training
+    assert torch.allclose(out, lin, atol=1e-5)
+
+
+def test_linear_path_equals_ridge_on_the_training_factors():
+    """Full rank: the estimate is kernel ridge of the targets on the inputs, penalty n * lam."""
+    torch.manual_seed(1)
+    n, G = 12, 30
+    z = torch.randn(n, G, dtype=torch.float64)
+    from gexbert_sc.module import GaussianLinearPath
+
+    lp = GaussianLinearPath(G, rank=n)
+    lp.fit(z)  # lam = 1 without validation rows
+    S, T = torch.arange(0, 20), torch.arange(20, 30)
+    x = torch.randn(2, 20, dtype=torch.float64)
+    pred = lp.estimate(lp.latent(S.expand(2, -1), x.float()), T.expand(2, -1)).double()  # float32 inside
+    Xs, Xt = z[:, S], z[:, T]
+    beta = torch.linalg.solve(Xs.T @ Xs + n * torch.eye(20, dtype=torch.float64), Xs.T @ Xt)
+    assert torch.allclose(pred, x @ beta, atol=1e-4)
+
+
+def test_linear_path_missing_equals_left_out_and_genes_independent():
+    m = _linear_net()
+    genes = torch.tensor([[3, 7, 11, 20, 31], [1, 2, 3, 4, 5]])
+    vals = torch.tensor([[0.5, -1.0, float("nan"), 2.0, 0.1], [0.3, 0.2, -0.1, 1.0, -2.0]])
+    with torch.no_grad():
+        a = m.encode(genes[:1], vals[:1])
+        b = m.encode(genes[:1, [0, 1, 3, 4]], vals[:1, [0, 1, 3, 4]])
+        assert torch.allclose(a, b, atol=1e-5)
+        # rows with different input sets in one batch == each on its own
+        both = m.encode(genes, vals)
+        assert torch.allclose(both[1:], m.encode(genes[1:], vals[1:]), atol=1e-5)
+        # one gene restored alone == restored with others
+        t_all = torch.tensor([[0, 5, 9, 17, 39]])
+        one = m.decode(a, t_all[:, 2:3])
+        assert torch.allclose(m.decode(a, t_all)[:, 2:3], one, atol=1e-5)
+
+
+def test_linear_path_shared_input_set_equals_per_row():
+    m = _linear_net()
+    genes = torch.arange(10).expand(4, -1)
+    vals = torch.randn(4, 10)
+    vals[:, 3] = float("nan")  # the same missing gene in every row: the one-matrix shortcut
+    with torch.no_grad():
+        shared = m.linear.latent(genes, vals)
+        single = torch.cat([m.linear.latent(genes[i : i + 1], vals[i : i + 1]) for i in range(4)])
+    assert torch.allclose(shared, single, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode,trainable", [("fixed", False), ("learned", True)])
+def test_linear_path_trainable_only_when_learned(mode, trainable):
+    m = _linear_net(mode).train()
+    assert m.linear.factors.requires_grad is trainable
+    genes = torch.randint(0, 40, (4, 10))
+    loss = m(genes, torch.randn(4, 10), torch.randint(0, 40, (4, 6))).pow(2).mean()
+    loss.backward()
+    assert (m.linear.factors.grad is not None) is trainable
+    assert m.head.weight.grad is not None  # the network still learns its correction
+
+
+def test_linear_path_penalty_picked_on_validation_rows():
+    from gexbert_sc.module import GaussianLinearPath
+
+    torch.manual_seed(0)
+    z = torch.randn(60, 3) @ torch.randn(3, 30) + torch.randn(60, 30)
+    lp = GaussianLinearPath(30, rank=16)
+    scores = lp.fit(z[:40], z[40:], generator=torch.Generator().manual_seed(0))
+    assert len(scores) == 11 and math.isclose(float(lp.lam), min(scores, key=scores.get), rel_tol=1e-5)
+    assert lp.factors[:16].abs().sum() > 0
+
+
+def test_linear_path_leave_one_out_equals_ridge_without_the_row():
+    """Training rows are restored with factors that leave them out: kernel ridge on the other rows."""
+    from gexbert_sc.module import GaussianLinearPath
+
+    torch.manual_seed(2)
+    n, G = 10, 25
+    z = torch.randn(n, G, dtype=torch.float64)
+    lp = GaussianLinearPath(G, rank=16)  # rank above n: every factor of the rows is kept
+    lp.fit(z.float(), rows=torch.arange(3, 3 + n), n_rows=20)  # data rows 3..12 of 20
+    S, T = torch.arange(0, 15), torch.arange(15, 25)
+    i = 4
+    x = z[i : i + 1, S]
+    got = lp.estimate(lp.latent(S[None], x.float(), torch.tensor([3 + i])), T[None]).double()
+    keep = torch.arange(n) != i
+    Xs, Xt = z[keep][:, S], z[keep][:, T]
+    beta = torch.linalg.solve(Xs.T @ Xs + n * torch.eye(15, dtype=torch.float64), Xs.T @ Xt)  # penalty n * lam
+    assert torch.allclose(got, x @ beta, atol=1e-3)
+    # a row outside the fit (or no rows: inference) uses every row's factors
+    full = lp.estimate(lp.latent(S[None], x.float()), T[None])
+    assert torch.allclose(lp.estimate(lp.latent(S[None], x.float(), torch.tensor([0])), T[None]), full)
+    assert torch.allclose(lp.estimate(lp.latent(S[None], x.float(), torch.tensor([19])), T[None]), full)
+    assert not torch.allclose(got.float(), full, atol=1e-3)

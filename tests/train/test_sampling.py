@@ -36,3 +36,18 @@ def test_observed_first_subsets_prefer_observed_and_cover():
     for r in range(4):
         for b in range(3):
             assert len(set(sub[r, b].tolist())) == 10
+
+
+def test_draw_input_size_range_and_seeded():
+    import torch
+
+    from gexbert_sc.train import draw_input_size
+
+    g = torch.Generator().manual_seed(0)
+    sizes = [draw_input_size(16, 256, g) for _ in range(400)]
+    assert min(sizes) >= 16 and max(sizes) <= 256
+    assert min(sizes) < 24 and max(sizes) > 200  # log-uniform: both ends are reached
+    assert sum(s < 64 for s in sizes) > 100  # about half below the geometric mean (64)
+    assert draw_input_size(None, 256, g) == 256
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert [draw_input_size(8, 64, g1) for _ in range(5)] == [draw_input_size(8, 64, g2) for _ in range(5)]

@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args
 Activation = Literal["gelu", "relu"]
 ValueEncoding = Literal["interp_proj", "interp", "binned"]
 LevelCut = Literal["quantile", "uniform"]
+LinearPath = Literal["none", "fixed", "learned"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class GexBERTConfig:
     d_ff              128           800           open in the paper; 4 x d_model for paper
     value_encoding    interp_proj   binned        binned = the paper's hard levels
     summary_readout   True          False         the paper's decoder has none
+    linear_path       fixed         none          ridge-level restoring on small cohorts (issue 11)
     n_input/n_target  256/256       512/512       paper: 512
     lr                5e-3          1e-4          open in the paper
     phase1/2 epochs   15/25         10,000/1,500  paper: 10,000 and 1,500
@@ -55,6 +57,19 @@ class GexBERTConfig:
     summary_readout
         Add a per-gene linear readout of the summary to the decoder's output (beyond the paper;
         it lets training leave the predict-the-mean plateau within minutes on CPU).
+    linear_path
+        ``"none"`` (the paper's network), ``"fixed"`` (default) or ``"learned"``: add a ridge-like linear
+        estimate of each restored gene from all input genes (the conditional mean of a Gaussian whose
+        covariance comes from the training samples' SVD, penalty picked on the validation samples) to
+        the network's output, so the network learns a correction of it (beyond the paper).
+        ``"fixed"`` keeps the linear estimate as fitted; ``"learned"`` trains its factors and penalty
+        with the network. At inference the linear estimate uses every observed gene, not ``n_input``.
+    linear_rank
+        Factors (rank) of the linear path; at most the number of training samples is used.
+    n_input_min
+        With a value, each training batch draws its number of input genes log-uniformly from
+        ``[n_input_min, n_input]``, so the model also learns to restore from small panels; None:
+        always ``n_input``.
     level_cut
         How the levels are placed on the standardised scale: ``"quantile"`` (equal-frequency levels
         fitted on the training values) or ``"uniform"`` (equally spaced over ``[-clip, clip]``).
@@ -89,6 +104,9 @@ class GexBERTConfig:
     n_levels: int = 64
     value_encoding: ValueEncoding = "interp_proj"
     summary_readout: bool = True
+    linear_path: LinearPath = "fixed"
+    linear_rank: int = 256
+    n_input_min: int | None = None
     level_cut: LevelCut = "quantile"
     clip: float = 3.0
     n_input: int = 256
@@ -105,7 +123,7 @@ class GexBERTConfig:
     def validate(self) -> GexBERTConfig:
         """Raise ``ValueError`` naming the first setting that is out of range."""
         positive = ["d_model", "n_layers", "n_heads", "d_ff", "n_input", "n_target", "batch_size", "patience",
-                    "min_steps_per_epoch"]
+                    "min_steps_per_epoch", "linear_rank"]
         for name in positive:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -117,7 +135,15 @@ class GexBERTConfig:
             )
         if not (isinstance(self.n_levels, int) and 2 <= self.n_levels <= 4096):
             raise ValueError(f"config.n_levels must be an integer in [2, 4096], got {self.n_levels!r}")
-        for name, choices in (("value_encoding", ValueEncoding), ("activation", Activation), ("level_cut", LevelCut)):
+        if self.n_input_min is not None and (
+            not isinstance(self.n_input_min, int) or isinstance(self.n_input_min, bool)
+            or not 1 <= self.n_input_min <= self.n_input
+        ):
+            raise ValueError(
+                f"config.n_input_min must be None or an integer in [1, n_input={self.n_input}], got {self.n_input_min!r}"
+            )
+        for name, choices in (("value_encoding", ValueEncoding), ("activation", Activation), ("level_cut", LevelCut),
+                              ("linear_path", LinearPath)):
             if getattr(self, name) not in get_args(choices):
                 raise ValueError(f"config.{name} must be one of {get_args(choices)}, got {getattr(self, name)!r}")
         if not isinstance(self.summary_readout, bool):
@@ -154,6 +180,7 @@ PRESETS: dict[str, GexBERTConfig] = {
         n_levels=64,
         value_encoding="binned",
         summary_readout=False,
+        linear_path="none",
         n_input=512,
         n_target=512,
         batch_size=32,

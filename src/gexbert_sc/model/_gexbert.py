@@ -27,6 +27,7 @@ from gexbert_sc.train import (
     TrainPlan,
     ValidationSet,
     check_random_state,
+    derive_seed,
     evaluate,
     init_distributed,
     resolve_device,
@@ -43,6 +44,11 @@ from ._split import check_sample_count, split_rows
 from ._standardizer import ALL, GroupMoments, Standardizer, batch_labels
 
 logger = logging.getLogger("gexbert_sc")
+
+#: What a model saved before a setting existed was trained with (its model.json lacks the key).
+PRE_SETTING_DEFAULTS = {"activation": "gelu", "linear_path": "none", "n_input_min": None}
+#: The linear path's factors come from at most this many training rows (a random subset).
+LINEAR_FIT_ROWS = 4096
 
 
 class GexBERT:
@@ -114,6 +120,7 @@ class GexBERT:
         torch.manual_seed(self.random_state)
         self.module = GexBERTModule.from_config(self.config, len(self.genes))
         self._set_level_cuts(adata)
+        self._fit_linear_path(adata)
         logger.info("set up GexBERT on %d samples x %d genes (%d training, %d validation)",
                     adata.n_obs, adata.n_vars, len(self._train_rows), len(self._val_rows))
 
@@ -137,6 +144,30 @@ class GexBERT:
         z = self.standardizer.for_data(reader, batch_labels(adata, self.batch_key)).transform(reader(sub), sub)
         edges, centres = level_cuts(z, self.config, self.random_state)
         self.module.tokens.set_cuts(torch.from_numpy(edges), torch.from_numpy(centres))
+
+    def _fit_linear_path(self, adata: AnnData) -> None:
+        """Set the linear path's factors from the standardised training rows and pick its penalty on the validation rows."""
+        if self.module.linear is None:
+            return
+        reader = RowReader(adata, self.layer, self.align(adata))
+        scaler = self.standardizer.for_data(reader, batch_labels(adata, self.batch_key))
+
+        def rows(r):
+            r = np.sort(np.asarray(r))
+            return torch.from_numpy(np.concatenate(
+                [scaler.transform(reader(c), c) for c in np.array_split(r, max(1, -(-len(r) // 4096)))]
+                if len(r) else [np.zeros((0, len(self.genes)), np.float32)]))
+
+        gen = torch.Generator().manual_seed(derive_seed(self.random_state, "linear_path"))
+        train = self._train_rows
+        if len(train) > LINEAR_FIT_ROWS:  # the covariance of a few thousand rows is plenty for its top factors
+            train = np.random.default_rng(self.random_state).choice(train, LINEAR_FIT_ROWS, replace=False)
+        val = np.sort(self._val_rows[:LINEAR_FIT_ROWS])
+        fit_rows = torch.from_numpy(np.concatenate([np.sort(train), val]))  # the data rows of the fitted rows
+        scores = self.module.linear.fit(rows(train), rows(val), generator=gen, rows=fit_rows, n_rows=adata.n_obs)
+        if scores:
+            logger.info("linear path: penalty %.3g (validation MSE %.4f)", float(self.module.linear.lam.detach()),
+                        min(scores.values()))
 
     def align(self, adata: AnnData) -> GeneAlignment:
         """How ``adata``'s genes map onto the model's vocabulary (by name)."""
@@ -356,7 +387,7 @@ class GexBERT:
         ``(n_obs, d_model)`` float32 array.
         """
         *_, batches = self._batches(adata, n_input, n_repeats, batch_size, random_state, device)
-        parts = [b.embedding.cpu().numpy() for b in batches]
+        parts = [b.embedding[:, : self.config.d_model].cpu().numpy() for b in batches]
         return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.config.d_model), np.float32)
 
     def restore(
@@ -482,7 +513,7 @@ class GexBERT:
         tensors, meta = read_model(dir_path)
         self = cls.__new__(cls)
         # models saved before the activation setting existed used GELU
-        self.config = resolve_config(GexBERTConfig(), **{"activation": "gelu", **meta["config"]})
+        self.config = resolve_config(GexBERTConfig(), **{**PRE_SETTING_DEFAULTS, **meta["config"]})
         self.genes = np.asarray(meta["genes"], dtype=str)
         self.layer, self.batch_key = meta["layer"], meta["batch_key"]
         self.random_state = int(meta["random_state"])

@@ -18,6 +18,8 @@ from ._standardizer import BoundStandardizer
 #: At most this many input subsets by default (the gain of more is small and the cost linear:
 #: benchmarks/results/throughput.md).
 MAX_DEFAULT_REPEATS = 4
+#: Rows per pass of the linear path at inference hold at most about this many factor values (rank x genes).
+CPU_LINEAR_VALUES = 16_000_000
 
 
 def default_repeats(n_genes: int, n_input: int) -> int:
@@ -39,6 +41,16 @@ def encode_rows(module: GexBERTModule, genes: torch.Tensor, values: torch.Tensor
     step = micro_batch_size(module, genes.shape[1] + 1, len(genes), genes.device)
     return torch.cat([module.encode(genes[i : i + step], values[i : i + step]).float()
                       for i in range(0, len(genes), step)])
+
+
+def linear_latent(module: GexBERTModule, z: torch.Tensor) -> torch.Tensor:
+    """The linear path's latent from every gene of the standardised rows ``z`` (``(B, G)``, NaN = missing), in row chunks that bound memory."""
+    G = z.shape[1]
+    rank = module.linear.rank
+    step = max(1, CPU_LINEAR_VALUES // max(1, rank * G))
+    genes = torch.arange(G, device=z.device)
+    return torch.cat([module.encode_linear(genes.expand(len(z[i : i + step]), -1), z[i : i + step])
+                      for i in range(0, len(z), step)])
 
 
 def decode(module: GexBERTModule, emb: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
@@ -83,6 +95,8 @@ def encode_batches(
         z = z.to(device)
         with autocast(device):
             emb = sum(encode_rows(module, s, z.gather(1, s)) for s in subsets) / len(subsets)
+        if module.linear is not None:  # the linear path reads every observed gene, not the subsets
+            emb[:, module.d_model :] = linear_latent(module, z)
         restored = None if gdec is None else decode(module, emb, gdec)
         yield EncodedBatch(rows, emb, restored)
 

@@ -2,6 +2,7 @@
 
 from ._gexbert import GexBERTModule, masked_mse, masked_sse
 from ._layers import ACTIVATIONS, DecoderLayer, EncoderLayer, FeedForward
+from ._linear import LINEAR_PATHS, GaussianLinearPath
 from ._tokens import VALUE_ENCODINGS, ValueTokenizer
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "DecoderLayer",
     "FeedForward",
     "ValueTokenizer",
+    "GaussianLinearPath",
+    "LINEAR_PATHS",
     "ACTIVATIONS",
     "VALUE_ENCODINGS",
 ]

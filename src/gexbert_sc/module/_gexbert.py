@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ._layers import DecoderLayer, EncoderLayer
+from ._linear import LINEAR_PATHS, GaussianLinearPath
 from ._tokens import ValueTokenizer
 
 
@@ -32,6 +33,14 @@ class GexBERTModule(nn.Module):
         without it the encoder-decoder pair stalls at predicting the mean for hundreds of steps.
     activation
         Feed-forward activation, ``"gelu"`` or ``"relu"``.
+    linear_path
+        ``"none"``, ``"fixed"`` or ``"learned"`` (beyond the paper): add a
+        :class:`GaussianLinearPath` estimate (ridge-like, from every input gene) to the network's
+        output, so the network learns a correction of a linear estimate. Its factors are set by
+        ``self.linear.fit`` from training data (the AnnData layer does it); ``"learned"`` trains them
+        with the network. The head starts at zero, so an untrained network outputs the linear estimate.
+    linear_rank
+        Number of factors of the linear path.
     """
 
     def __init__(
@@ -46,8 +55,12 @@ class GexBERTModule(nn.Module):
         dropout: float = 0.0,
         summary_readout: bool = True,
         activation: str = "gelu",
+        linear_path: str = "none",
+        linear_rank: int = 256,
     ):
         super().__init__()
+        if linear_path not in LINEAR_PATHS:
+            raise ValueError(f"linear_path must be one of {LINEAR_PATHS}, got {linear_path!r}")
         self.d_model, self.d_ff = d_model, d_ff
         self.tokens = ValueTokenizer(n_genes, d_model, n_levels, value_encoding)
         self.cls = nn.Parameter(torch.randn(d_model) * 0.02)
@@ -59,17 +72,39 @@ class GexBERTModule(nn.Module):
         if summary_readout:
             self.readout = nn.Embedding(n_genes, d_model)
             nn.init.zeros_(self.readout.weight)
+        self.linear = None
+        if linear_path != "none":
+            self.linear = GaussianLinearPath(n_genes, linear_rank, learn=linear_path == "learned")
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     #: Settings :meth:`from_config` reads from a config (any object with these attributes).
     CONFIG_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "n_levels", "value_encoding", "dropout",
-                     "summary_readout", "activation")
+                     "summary_readout", "activation", "linear_path", "linear_rank")
 
     @classmethod
     def from_config(cls, config, n_genes: int) -> GexBERTModule:
         """Build the network for ``n_genes`` from a config's :data:`CONFIG_FIELDS` (e.g. a :class:`~gexbert_sc.GexBERTConfig`; this package's only place that maps settings to the network)."""
         return cls(n_genes=n_genes, **{name: getattr(config, name) for name in cls.CONFIG_FIELDS})
 
-    def encode(self, genes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    @property
+    def state_dim(self) -> int:
+        """Width of :meth:`encode`'s output: ``d_model``, plus ``linear_rank`` with a linear path."""
+        return self.d_model + (0 if self.linear is None else self.linear.rank)
+
+    def encode(self, genes: torch.Tensor, values: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoded state ``(B, state_dim)``: the summary (cls) embedding (first ``d_model`` columns), then, with a linear path, its latent (:meth:`encode_linear`) from the same genes."""
+        s = self.encode_summary(genes, values)
+        if self.linear is None:
+            return s
+        return torch.cat([s, self.encode_linear(genes, values, rows).to(s.dtype)], dim=1)
+
+    def encode_linear(self, genes: torch.Tensor, values: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The linear path's latent ``(B, linear_rank)`` (computed in float32, also under autocast); ``rows``: the samples' data rows, for the leave-one-out of training (:meth:`GaussianLinearPath.latent`)."""
+        with torch.autocast(genes.device.type, enabled=False):
+            return self.linear.latent(genes, values.float(), rows)
+
+    def encode_summary(self, genes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """Summary (cls) embedding, ``(B, d_model)``.
 
         ``genes``: long ``(B, N)`` vocabulary indices; ``values``: float ``(B, N)`` standardised
@@ -129,7 +164,8 @@ class GexBERTModule(nn.Module):
         return x[:, 0], torch.stack(probs, dim=1)
 
     def decode(self, summary: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
-        """Restored standardised values ``(B, M)`` of ``genes`` (long ``(B, M)``) from ``summary``."""
+        """Restored standardised values ``(B, M)`` of ``genes`` (long ``(B, M)``) from the state :meth:`encode` returns."""
+        state, summary = summary, summary[:, : self.d_model]
         g = self.tokens.query(genes)
         s = summary
         for layer in self.decoder:
@@ -137,11 +173,15 @@ class GexBERTModule(nn.Module):
         out = self.head(self.dec_norm(g)).squeeze(-1)
         if self.readout is not None:
             out = out + torch.einsum("bd,bmd->bm", summary, self.readout(genes).to(summary.dtype))
+        if self.linear is not None:
+            with torch.autocast(genes.device.type, enabled=False):
+                out = out.float() + self.linear.estimate(state[:, self.d_model :], genes)
         return out
 
-    def forward(self, genes: torch.Tensor, values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Encode ``(genes, values)`` and restore the genes ``targets``."""
-        return self.decode(self.encode(genes, values), targets)
+    def forward(self, genes: torch.Tensor, values: torch.Tensor, targets: torch.Tensor,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode ``(genes, values)`` and restore the genes ``targets``; ``rows`` (training only): the samples' data rows, left out of the linear path's factors."""
+        return self.decode(self.encode(genes, values, rows), targets)
 
 
 def masked_sse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ Public for developers who build on the network; users train through :meth:`gexbe
 
 from ._checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ._distributed import dist_info, init_distributed, resolve_device
-from ._sampling import observed_first_subsets, phase_sizes, sample_genes
+from ._sampling import draw_input_size, observed_first_subsets, phase_sizes, sample_genes
 from ._schedule import EarlyStopping, lr_factor
 from ._seeding import check_random_state, derive_seed
 from ._step import autocast, make_optimizer, micro_batch_size, tokens_per_pass, train_step
@@ -22,6 +22,7 @@ __all__ = [
     "check_random_state",
     "derive_seed",
     "dist_info",
+    "draw_input_size",
     "evaluate",
     "init_distributed",
     "load_checkpoint",

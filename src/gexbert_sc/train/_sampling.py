@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -18,6 +20,14 @@ def phase_sizes(n_genes: int, n_input: int, n_target: int, phase: int) -> tuple[
     if n_in + n_target > n_genes:
         n_in = min(n_in, max(1, n_genes // 2))
     return n_in, max(1, min(n_target, n_genes - n_in))
+
+
+def draw_input_size(n_min: int | None, n_max: int, generator: torch.Generator) -> int:
+    """A batch's number of input genes: ``n_max`` when ``n_min`` is None, else log-uniform over ``[n_min, n_max]`` (rounded)."""
+    if n_min is None or n_min >= n_max:
+        return int(n_max)
+    u = float(torch.rand((), generator=generator))
+    return int(min(n_max, max(n_min, round(math.exp(math.log(n_min) + u * (math.log(n_max) - math.log(n_min)))))))
 
 
 def sample_genes(

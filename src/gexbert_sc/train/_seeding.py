@@ -9,8 +9,9 @@ import numpy as np
 logger = logging.getLogger("gexbert_sc")
 
 #: Offsets of the derived streams. ``"train"`` drives shuffling and gene sampling during training,
-#: ``"validation"`` the fixed gene subsets on which validation losses are computed.
-_OFFSETS = {"train": 0, "validation": 1}
+#: ``"validation"`` the fixed gene subsets on which validation losses are computed, ``"linear_path"`` the
+#: gene halves on which the linear path's penalty is picked.
+_OFFSETS = {"train": 0, "validation": 1, "linear_path": 2}
 
 
 def derive_seed(random_state: int, purpose: str, start_epoch: int = 0) -> int:

@@ -45,13 +45,15 @@ def train_step(
     *,
     micro_batch: int,
     grad_clip: float = 0.0,
+    rows: torch.Tensor | None = None,
 ) -> float:
     """One optimisation step on a batch: restore ``tgt`` at genes ``gt`` from ``vals`` at ``gi``.
 
     The batch is run in passes of ``micro_batch`` samples; each pass's loss is its squared error divided by
     the batch's number of observed targets, so the summed gradient is that of
     :func:`~gexbert_sc.module.masked_mse` over the whole batch. Under DDP only the last pass synchronises
-    gradients. Returns the batch's masked MSE.
+    gradients. ``rows`` (the samples' data rows) go to the network, whose linear path leaves each one out of
+    its factors. Returns the batch's masked MSE.
     """
     device = vals.device
     n_obs = (~torch.isnan(tgt)).sum().clamp(min=1)
@@ -62,7 +64,7 @@ def train_step(
         last = j + micro_batch >= len(gi)
         with net.no_sync() if (hasattr(net, "no_sync") and not last) else nullcontext():
             with autocast(device):
-                pred = net(gi[sl], vals[sl], gt[sl])
+                pred = net(gi[sl], vals[sl], gt[sl]) if rows is None else net(gi[sl], vals[sl], gt[sl], rows[sl])
             loss = masked_sse(pred, tgt[sl]) / n_obs
             loss.backward()
         total += loss.detach()

@@ -18,7 +18,7 @@ from gexbert_sc.module import GexBERTModule
 
 from ._checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ._distributed import all_reduce_sum, dist_info, wrap
-from ._sampling import sample_genes
+from ._sampling import draw_input_size, sample_genes
 from ._schedule import EarlyStopping, lr_factor
 from ._seeding import derive_seed
 from ._step import make_optimizer, micro_batch_size, train_step
@@ -35,7 +35,8 @@ class TrainPlan:
     genes); each phase stops early once its validation loss has not improved by ``min_delta`` for
     ``patience`` epochs, and keeps its best weights. An epoch is one pass over the training samples in random
     order, or, when that is fewer than ``min_steps_per_epoch`` batches, as many shuffled passes as make up
-    that many batches (each visit of a sample draws other genes). ``micro_batch`` splits each batch into
+    that many batches (each visit of a sample draws other genes). With ``n_input_min``, each batch draws its
+    number of input genes log-uniformly from ``[n_input_min, n_input]``. ``micro_batch`` splits each batch into
     passes whose gradients are summed (the same step); None picks it with
     :func:`~gexbert_sc.train.micro_batch_size`.
     """
@@ -52,6 +53,7 @@ class TrainPlan:
     grad_clip: float = 1.0
     min_steps_per_epoch: int = 25
     micro_batch: int | None = None
+    n_input_min: int | None = None
 
     @classmethod
     def from_config(cls, config, phase_epochs: tuple[int, int]) -> TrainPlan:
@@ -209,6 +211,12 @@ class Trainer:
         key = "val_same" if phase == 1 else "val_other"
         bar.set_description(f"GexBERT phase {phase}")
         stop = self.epoch_in_phase >= max_epochs
+        if vs is not None and not stop and self.epoch_in_phase == 0 and getattr(self.module, "linear", None) is not None:
+            # with a linear path the weights a phase starts from (at first: the linear estimate alone) are a
+            # candidate too, so training cannot end worse on the validation rows than where it began
+            eval_batch = self.micro if self.micro < self.plan.batch_size else max(self.plan.batch_size, 64)
+            self.stopper.update(evaluate(self.module, self.fetch, vs, eval_batch, self.device)[key], self.module)
+            self.stopper.bad = 0
         while not stop:
             rec = self._run_epoch(train_rows, passes, phase, max_epochs)
             if vs is not None:
@@ -244,7 +252,8 @@ class Trainer:
         loss_sum, loss_n, lr = 0.0, 0, p.lr
         for i, start in enumerate(range(0, len(perm), p.batch_size)):
             rows = np.sort(perm[start : start + p.batch_size])
-            gi, gt = sample_genes(len(rows), self.n_genes, p.n_input, p.n_target, phase, self.gen, self.device)
+            n_in = draw_input_size(p.n_input_min, p.n_input, self.gen)
+            gi, gt = sample_genes(len(rows), self.n_genes, n_in, p.n_target, phase, self.gen, self.device)
             if self.world > 1:
                 mine = np.arange(self.rank, len(rows), self.world)
                 rows, gi, gt = rows[mine], gi[mine], gt[mine]
@@ -254,7 +263,8 @@ class Trainer:
             for group in self.opt.param_groups:
                 group["lr"] = lr
             loss = train_step(self.net, self.opt, gi, x.gather(1, gi), gt, x.gather(1, gt),
-                              micro_batch=self.micro, grad_clip=p.grad_clip)
+                              micro_batch=self.micro, grad_clip=p.grad_clip,
+                              rows=torch.as_tensor(rows, device=self.device))
             loss_sum += loss * len(rows)
             loss_n += len(rows)
         loss_sum, loss_n = all_reduce_sum([loss_sum, float(loss_n)], self.device)

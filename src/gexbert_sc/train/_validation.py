@@ -52,7 +52,7 @@ def evaluate(
             gt = vs.targets[phase][sl].to(device)
             tgt = x.gather(1, gt)
             with autocast(device):
-                pred = module(gi, x.gather(1, gi), gt)
+                pred = module(gi, x.gather(1, gi), gt, torch.as_tensor(vs.rows[sl], device=device))
             n = int((~torch.isnan(tgt)).sum())
             sums[phase] += float(masked_mse(pred, tgt)) * n
             counts[phase] += n
