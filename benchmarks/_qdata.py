@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 import gexbert_sc as gb
 
 N_TOP = 2000

@@ -20,7 +20,6 @@ genes z-scored within the cohort (``benchmarks/_qdata.py``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -32,9 +31,9 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _qdata import load, split_a, split_b  # noqa: E402
+from _qdata import load, split_a, split_b
 
-import gexbert_sc as gb  # noqa: E402
+import gexbert_sc as gb
 
 #: GexBERT variants: config overrides of the "cpu" preset as it stood before this work.
 VARIANTS = {
@@ -49,10 +48,12 @@ VARIANTS = {
 
 
 def rel_rmse(pred, Y, mu):
+    """RMSE of ``pred`` over the RMSE of the training mean ``mu``."""
     return float(np.sqrt(((pred - Y) ** 2).mean()) / np.sqrt(((Y - mu) ** 2).mean()))
 
 
 def baselines(X, tr, te, S, T, seed, softimpute=True):
+    """Mean, KNN, SoftImpute and ridge on one split."""
     from sklearn.impute import KNNImputer
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
@@ -83,6 +84,7 @@ def baselines(X, tr, te, S, T, seed, softimpute=True):
 
 
 def train_gexbert(X, tr, seed, overrides, epochs=None):
+    """A GexBERT variant trained on the training rows."""
     A = ad.AnnData(X[tr])
     A.var_names = [f"g{i}" for i in range(X.shape[1])]
     t = time.perf_counter()
@@ -97,6 +99,7 @@ def train_gexbert(X, tr, seed, overrides, epochs=None):
 
 
 def restore(m, names, X, te, S, T):
+    """The model's restoration of genes ``T`` from genes ``S`` in the held-out rows."""
     B = ad.AnnData(X[te][:, S])
     B.var_names = names[S]
     with warnings.catch_warnings():
@@ -105,6 +108,7 @@ def restore(m, names, X, te, S, T):
 
 
 def run(cohorts, seeds, variants, n_panels, out, epochs=None, skip_baselines=False, softimpute_panels=True):
+    """Run every cohort, seed and variant; append the rows to the CSV."""
     rows = []
     for cohort in cohorts:
         for seed in seeds:
@@ -116,20 +120,21 @@ def run(cohorts, seeds, variants, n_panels, out, epochs=None, skip_baselines=Fal
                 for method, (v, sec) in baselines(X, tr, te, s, t, seed, task == "a" or softimpute_panels).items():
                     if np.isnan(v):
                         continue
-                    rows.append(dict(cohort=cohort, seed=seed, task=task, method=method, rel_rmse=v, seconds=sec))
+                    rows.append({"cohort": cohort, "seed": seed, "task": task, "method": method, "rel_rmse": v, "seconds": sec})
                     print(rows[-1], flush=True)
             for name in variants:
                 m, names, sec = train_gexbert(X, tr, seed, VARIANTS[name], epochs)
                 for task, s, t in tasks:
                     v = rel_rmse(restore(m, names, X, te, s, t), X[te][:, t], mu[t])
-                    rows.append(dict(cohort=cohort, seed=seed, task=task, method=name, rel_rmse=v, seconds=sec,
-                                     epochs=len(m.history)))
+                    rows.append({"cohort": cohort, "seed": seed, "task": task, "method": name, "rel_rmse": v, "seconds": sec,
+                                     "epochs": len(m.history)})
                     print(rows[-1], flush=True)
             pd.DataFrame(rows).to_csv(f"{out}.csv", index=False)
     return pd.DataFrame(rows)
 
 
 def table(df: pd.DataFrame) -> str:
+    """The Markdown table of mean and sd per cohort, task and method."""
     df = df.assign(task=df.task.str[0])  # b0..b2 -> b (3 panels x seeds pooled)
     g = df.groupby(["cohort", "task", "method"])
     s = g.rel_rmse.agg(["mean", "std", "count"]).join(g.seconds.mean())
@@ -143,6 +148,7 @@ def table(df: pd.DataFrame) -> str:
 
 
 def main():
+    """Command line entry point."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cohorts", nargs="+", default=["ovarian", "skcm", "nki", "synthetic"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])

@@ -2,7 +2,6 @@
 
 import sys
 
-import numpy as np
 import pandas as pd
 
 COLS = ["mean", "knn", "softimpute", "ridge", "cpu (no linear path)", "linear_only", "linear_fixed (trained)",
