@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -21,7 +23,7 @@ def attention_umap(
     key: str = "gexbert_attention",
     basis: str = "X_gexbert_gene_umap",
     cluster: bool = True,
-    ncols: int = 4,
+    ncols: int | None = None,
     cmap: str = "viridis",
     log_color: bool = True,
     size: float | None = None,
@@ -59,7 +61,7 @@ def attention_umap(
     cluster
         Order the panels by the clustering above; False keeps the order of ``groups``.
     ncols
-        Panels per row.
+        Panels per row (default: all in one row up to 4 panels, else ``ceil(sqrt(n_panels))``).
     cmap
         Colour map of the scores.
     log_color
@@ -112,6 +114,10 @@ def attention_umap(
     n_samples = _samples_per_group(adata, key)
 
     size = float(size) if size is not None else float(np.clip(20_000 / placed.sum(), 4.0, 24.0))
+    if ncols is None:
+        ncols = len(groups) if len(groups) <= 4 else math.ceil(math.sqrt(len(groups)))
+    elif isinstance(ncols, bool) or not isinstance(ncols, int | np.integer) or ncols < 1:
+        raise ValueError(f"ncols must be a positive integer, got {ncols!r}")
     fig, axes = new_panels(fig, len(groups), ncols=ncols, panel_size=(3.6, 3.4), extra_width=1.0)
     rest_colour = "0.82"
     for j, (ax, g) in enumerate(zip(axes, groups, strict=True)):
