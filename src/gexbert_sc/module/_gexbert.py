@@ -133,11 +133,11 @@ class GexBERTModule(nn.Module):
     def cls_attention(self, genes: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Summary embedding and the summary (cls) query's attention over the input genes, per layer and head.
 
-        An inspection path beside :meth:`encode` (which keeps the fused attention kernel): in every
+        An inspection path beside :meth:`encode_summary` (which keeps the fused attention kernel): in every
         encoder layer the cls row's attention probabilities, ``softmax(q_cls . k / sqrt(head_dim))``
         over the cls token and the ``N`` input genes with missing genes masked out, are computed
         explicitly and the cls row's attention output is formed from them (see
-        :meth:`EncoderLayer.forward`), so the summary equals :meth:`encode`'s. Needs eval mode when
+        :meth:`EncoderLayer.forward`), so the summary equals :meth:`encode_summary`'s. Needs eval mode when
         the network has dropout.
 
         Parameters
@@ -150,7 +150,7 @@ class GexBERTModule(nn.Module):
         Returns
         -------
         summary
-            ``(B, d_model)``, as :meth:`encode`.
+            ``(B, d_model)``, as :meth:`encode_summary` (the linear path, if any, is not involved).
         attention
             Float32 ``(B, n_layers, n_heads, N)``: the weight of each input gene in the cls row (the
             cls token's weight on itself, ``1 - attention.sum(-1)``, is left out); 0 for missing genes.
