@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import numbers
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,13 @@ from anndata import AnnData
 def _close(name: str, options) -> str:
     m = difflib.get_close_matches(str(name), [str(o) for o in options], n=3)
     return f" Close matches: {m}." if m else ""
+
+
+def check_int(value, name: str, minimum: int) -> int:
+    """``value`` as an int; ``ValueError`` naming ``name`` unless it is an integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def check_anndata(adata) -> AnnData:

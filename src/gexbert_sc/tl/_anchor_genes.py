@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import warnings
 
 import numpy as np
@@ -20,17 +19,15 @@ from gexbert_sc._validate import (
     check_unique_genes,
     obs_labels,
 )
+from gexbert_sc._validate import (
+    check_int as _check_int,
+)
 
 from ._cox import cv_concordance
 from ._survival_data import groups_with_few_events, survival_arrays
 
 logger = logging.getLogger("gexbert_sc")
 
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _dense_rows(X, rows: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from anndata import AnnData
 from tqdm.auto import tqdm
 
 from gexbert_sc._validate import check_anndata, check_layer, check_matrix_values, check_obs_key, obs_labels
+from gexbert_sc._validate import check_int as _check_int
 
 from ._anchor_genes import _fill_nan_with_mean
 from ._cox import cv_concordance
@@ -45,11 +46,6 @@ _MODEL_NOISE = (
     r"this GexBERT has not been trained",
 )
 
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def check_key_added(key_added) -> str:
