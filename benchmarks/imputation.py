@@ -20,8 +20,8 @@ Imputation (:func:`run_imputation`)
     group loses its own random 20% of the genes; groups: three random pseudo-batches in ``obs["block"]`` for
     single cohorts, the cohorts for ``pooled``) and ``low_value`` (missing not at random, 20%). Each method
     fills the hidden copy with ``gb.tl.impute`` (GexBERT trained anew on the observed entries of every copy,
-    default ``"cpu"`` preset) with 90% split-conformal intervals. The masks, the un-hiding of emptied genes or
-    samples and the scores are exactly those of ``gb.tl.benchmark_impute(random_state=seed, repeats=1)``: the
+    default ``"cpu"`` preset) with 90% split-conformal intervals. The masks (genes or samples the mask would
+    empty keep their values: ``simulate_missing(keep_measurable=True)``) and the scores are exactly those of ``gb.tl.benchmark_impute(random_state=seed, repeats=1)``: the
     harness calls ``simulate_missing`` and ``impute`` itself (it needs the completed matrices for the
     C-index), and for every scenario it reruns ``benchmark_impute`` with the cheap methods (mean, zero) and
     checks that their scores agree (the largest difference is in the output). Downstream survival: an
@@ -273,33 +273,6 @@ def score(truth: np.ndarray, pred: np.ndarray, mask: np.ndarray, gene_sd: np.nda
     return out
 
 
-def _keep_one_value(X: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> None:
-    """Un-hide one hidden entry of every gene and sample the mask emptied: ``tl.benchmark_impute``'s rule."""
-    for axis in (0, 1):
-        empty = np.flatnonzero(np.isnan(X).all(axis=axis) & mask.any(axis=axis))
-        for i in empty:
-            line = mask[:, i] if axis == 0 else mask[i]
-            j = int(np.flatnonzero(line)[0])
-            r, c = (j, i) if axis == 0 else (i, j)
-            X[r, c], mask[r, c] = truth[r, c], False
-
-
-def _one_value_genes(X: np.ndarray, mask: np.ndarray) -> int:
-    """Genes with hidden entries left with a single observed value (the un-hiding rule kept one)."""
-    return int((((~np.isnan(X)).sum(0) == 1) & mask.any(0)).sum())
-
-
-def _mask_of(adata: ad.AnnData, mech: str, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The masked matrix and mask of one imputation scenario, as :func:`run_imputation` makes them."""
-    groupby = _scenarios(adata, [mech], [rate], [rate], [rate])[0][2]
-    sim = ad.AnnData(X=np.asarray(adata.X, dtype=np.float32).copy(), obs=adata.obs.copy(),
-                     var=pd.DataFrame(index=adata.var_names))
-    gb.pp.simulate_missing(sim, rate=rate, mechanism=mech, groupby=groupby, random_state=int(seed))
-    mask = sim.layers["simulated_mask"]
-    _keep_one_value(sim.X, sim.layers["simulated_truth"], mask)
-    return sim.X, mask
-
-
 def _gene_sd(X: np.ndarray) -> np.ndarray:
     sd = np.nanstd(X, axis=0)
     return np.where(sd > 0, sd, 1.0).astype(np.float32)
@@ -458,8 +431,8 @@ def run_imputation(
         One row per method, mechanism, rate and seed: ``cohort``, ``mechanism``, ``rate``, ``seed``,
         ``method``, ``status`` ("ok", "skipped: ..." or "failed: ..."), ``rmse`` (standardised),
         ``rmse_ratio`` (to the mean baseline on the same entries), ``pearson``, ``coverage``, ``width``,
-        ``seconds`` (GexBERT: training included), ``n_hidden``, ``n_scored``, ``n_one_value_genes`` (genes the
-        mask emptied, left with the one observed value ``tl.benchmark_impute``'s rule un-hides), ``c_index``,
+        ``seconds`` (GexBERT: training included), ``n_hidden``, ``n_scored``, ``n_kept_genes`` (genes the
+        mask would have emptied, left unmasked by ``simulate_missing``), ``c_index``,
         ``c_index_full`` (the same Cox model on the data before hiding, pre-existing NaN at the gene mean) and
         ``check_diff``.
     """
@@ -477,8 +450,7 @@ def run_imputation(
             sim = base.copy()
             gb.pp.simulate_missing(sim, rate=rate, mechanism=mech, groupby=groupby, random_state=int(seed))
             truth, mask = sim.layers["simulated_truth"], sim.layers["simulated_mask"]
-            _keep_one_value(sim.X, truth, mask)
-            n_one = _one_value_genes(sim.X, mask)
+            n_kept = int(sim.uns["simulated"]["n_kept_genes"])
             mean_fill = np.broadcast_to(np.nanmean(sim.X, axis=0), sim.shape)
             mean_rmse = score(truth, np.where(mask, mean_fill, truth), mask, gene_sd)["rmse"]
             c_full, cols = np.nan, None
@@ -493,7 +465,7 @@ def run_imputation(
                                                       gene_sd, mean_rmse)
             for label in methods:
                 row = {"cohort": name, "mechanism": mech, "rate": rate, "seed": int(seed), "method": label,
-                       "status": "ok", "n_hidden": int(mask.sum()), "n_one_value_genes": n_one, "c_index_full": c_full,
+                       "status": "ok", "n_hidden": int(mask.sum()), "n_kept_genes": n_kept, "c_index_full": c_full,
                        "check_diff": check_diff}
                 if _base_method(label) == "mice" and mice_max_entries is not None and X.size > mice_max_entries:
                     row["status"] = f"skipped: {X.shape[0]} x {X.shape[1]} entries > --mice-max-entries"
@@ -970,8 +942,8 @@ def _markdown(meta: dict, imp: pd.DataFrame, rest: pd.DataFrame, speed: dict | N
          f"- Imputation: mechanisms {a['mechanisms']}; MCAR rates {a['rates']}, gene_block rates {a['block_rates']} "
          "(single cohorts: 3 random pseudo-batches in `obs[\"block\"]`; pooled: the cohorts), low_value rates "
          f"{a['low_rates']}; methods {a['methods']}; 90% split-conformal intervals (`tl.impute`).",
-         "- Masks: `gb.pp.simulate_missing(rate, mechanism, groupby, random_state=seed)` then "
-         "`tl.benchmark_impute`'s rule of un-hiding one entry of any gene or sample left empty, on the same "
+         "- Masks: `gb.pp.simulate_missing(rate, mechanism, groupby, random_state=seed)` "
+         "(genes or samples it would empty keep their values: `keep_measurable=True`), on the same "
          "AnnData `tl.benchmark_impute` builds, so the masks and scores are those of "
          "`gb.tl.benchmark_impute(random_state=seed, repeats=1)`. Checked on every scenario by rerunning "
          f"`benchmark_impute` with {list(CHECK_METHODS)}: largest |difference| of rmse, rmse_ratio, coverage, width "
@@ -1014,12 +986,11 @@ def _markdown(meta: dict, imp: pd.DataFrame, rest: pd.DataFrame, speed: dict | N
         flags = _coverage_flags(imp)
         if flags:
             L += ["Mean coverage outside [0.85, 0.95]: " + "; ".join(flags) + ".", ""]
-        if "n_one_value_genes" in imp and (imp["n_one_value_genes"] > 0).any():
-            g = imp[imp["n_one_value_genes"] > 0].drop_duplicates(["cohort", "mechanism", "rate", "seed"])
-            L += ["Genes the mask emptied and the un-hiding rule of `tl.benchmark_impute` left with a single "
-                  "observed value (every method then fills the gene from that one value; mean filling copies it, "
-                  "so the RMSE ratio's denominator is inflated and zero filling can beat mean filling): "
-                  + "; ".join(f"{r.cohort} · {r.mechanism} {r.rate * 100:g}% seed {r.seed}: {r.n_one_value_genes} "
+        if "n_kept_genes" in imp and (imp["n_kept_genes"] > 0).any():
+            g = imp[imp["n_kept_genes"] > 0].drop_duplicates(["cohort", "mechanism", "rate", "seed"])
+            L += ["Genes the mask would have emptied in every sample, left unmasked and unscored "
+                  "(`pp.simulate_missing(keep_measurable=True)`, as in `tl.benchmark_impute`): "
+                  + "; ".join(f"{r.cohort} · {r.mechanism} {r.rate * 100:g}% seed {r.seed}: {r.n_kept_genes} "
                               "genes" for r in g.itertuples()) + ".", ""]
     if not rest.empty:
         methods = list(pd.unique(rest["method"]))
@@ -1064,7 +1035,7 @@ def _markdown(meta: dict, imp: pd.DataFrame, rest: pd.DataFrame, speed: dict | N
 
 
 def render(json_path: Path) -> None:
-    """Rewrite the Markdown of an earlier run from its JSON (adding ``n_one_value_genes`` if missing).
+    """Rewrite the Markdown of an earlier run from its JSON.
 
     Parameters
     ----------
@@ -1072,20 +1043,8 @@ def render(json_path: Path) -> None:
         The run's JSON; the Markdown is written beside it.
     """
     doc = json.loads(Path(json_path).read_text())
-    meta = doc["meta"]
     imp, rest = pd.DataFrame(doc["imputation"]), pd.DataFrame(doc["restoration"])
-    if not imp.empty and "n_one_value_genes" not in imp:  # masks are seeded: recompute them, no imputation
-        shape = tuple(meta["args"]["synthetic_size"])
-        counts = {}
-        for cohort, g in imp.groupby("cohort", sort=False):
-            a = load_cohort(cohort, synthetic_shape=shape)
-            for mech, rate, seed in g[["mechanism", "rate", "seed"]].drop_duplicates().itertuples(index=False):
-                X, mask = _mask_of(a, mech, float(rate), int(seed))
-                counts[(cohort, mech, float(rate), int(seed))] = _one_value_genes(X, mask)
-        imp["n_one_value_genes"] = [counts[(r.cohort, r.mechanism, float(r.rate), int(r.seed))]
-                                    for r in imp.itertuples()]
-        meta["n_one_value_genes"] = "recomputed from the seeded masks by --render"
-    write_report(Path(json_path).with_suffix(""), meta, imp, rest, doc.get("speed"))
+    write_report(Path(json_path).with_suffix(""), doc["meta"], imp, rest, doc.get("speed"))
 
 
 # ---------------------------------------------------------------------------------------------- main

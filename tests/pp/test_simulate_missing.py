@@ -44,7 +44,8 @@ def test_mcar(caplog):
     assert np.array_equal(np.isnan(adata.X), ~observed | mask)  # nothing else removed
     assert np.array_equal(adata.X[~mask & observed], X0[~mask & observed])
     uns = adata.uns["simulated"]
-    assert uns["params"] == {"rate": 0.2, "mechanism": "mcar", "groupby": "", "layer": "", "random_state": 1}
+    assert uns["params"] == {"rate": 0.2, "mechanism": "mcar", "groupby": "", "layer": "", "random_state": 1,
+                             "keep_measurable": True}
     assert uns["n_removed"] == mask.sum() and uns["n_observed_before"] == observed.sum()
     assert "simulated_mask" in caplog.text and "simulated_truth" in caplog.text
 
@@ -81,6 +82,30 @@ def test_gene_block_keeps_prior_nan_out_of_mask():
     simulate_missing(adata, rate=0.5, mechanism="gene_block", groupby="batch")
     assert not adata.layers["simulated_mask"][before].any()
     assert np.array_equal(np.isnan(adata.X), before | adata.layers["simulated_mask"])
+
+
+def test_gene_block_never_empties_a_gene():
+    """Two groups losing 80% of the genes each must share some: those keep their values, unscored."""
+    adata = _adata(n_obs=40, n_vars=40, nan_rate=0.0)
+    adata.obs["two"] = pd.Categorical(np.repeat(["a", "b"], 20))
+    raw = simulate_missing(adata, rate=0.8, mechanism="gene_block", groupby="two", random_state=0,
+                           keep_measurable=False, copy=True)
+    emptied = np.isnan(raw.X).all(axis=0)
+    assert emptied.sum() >= 20  # 32 of 40 genes per group: at least 24 in both
+    simulate_missing(adata, rate=0.8, mechanism="gene_block", groupby="two", random_state=0)
+    mask = adata.layers["simulated_mask"]
+    assert not np.isnan(adata.X).all(axis=0).any()  # every gene keeps an observed value
+    assert not mask[:, emptied].any() and np.array_equal(adata.X[:, emptied], raw.layers["simulated_truth"][:, emptied])
+    assert np.array_equal(mask[:, ~emptied], raw.layers["simulated_mask"][:, ~emptied])  # the rest as before
+    assert adata.uns["simulated"]["n_kept_genes"] == int(emptied.sum())
+    assert raw.uns["simulated"]["n_kept_genes"] == 0
+
+
+def test_mcar_never_empties_a_sample():
+    adata = _adata(n_obs=52, n_vars=3, nan_rate=0.0)
+    simulate_missing(adata, rate=0.9, random_state=0)
+    assert (~np.isnan(adata.X)).any(axis=1).all()
+    assert adata.uns["simulated"]["n_kept_samples"] > 0
 
 
 def test_low_value():

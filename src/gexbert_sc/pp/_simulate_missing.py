@@ -110,6 +110,15 @@ def _low_value_probabilities(X: np.ndarray, observed: np.ndarray, rate: float) -
     return np.minimum(1.0, hi * w)
 
 
+def _spare_emptied(mask: np.ndarray, observed: np.ndarray) -> tuple[int, int]:
+    """Clear (in place) the mask of genes, then samples, that it would leave with nothing observed."""
+    genes = observed.any(0) & ~(observed & ~mask).any(0)
+    mask[:, genes] = False
+    samples = observed.any(1) & ~(observed & ~mask).any(1)
+    mask[samples] = False
+    return int(genes.sum()), int(samples.sum())
+
+
 def simulate_missing(
     adata: AnnData,
     *,
@@ -119,6 +128,7 @@ def simulate_missing(
     layer: str | None = None,
     key_added: str = "simulated",
     random_state: int | None = 0,
+    keep_measurable: bool = True,
     overwrite: bool = False,
     copy: bool = False,
 ) -> AnnData | None:
@@ -155,6 +165,12 @@ def simulate_missing(
         Prefix of the keys written (see Returns).
     random_state : int or None, default 0
         Seed of the random choices (None: not reproducible).
+    keep_measurable : bool, default True
+        Leave out of the removal every gene (and every sample) that it would leave with no observed
+        value at all, as when every group of a ``"gene_block"`` loses the same gene: no imputer can
+        estimate a gene that no sample measures, and a benchmark should not score it. Such genes and
+        samples keep all their values; their number is stored in ``.uns[key_added]``
+        (``"n_kept_genes"``, ``"n_kept_samples"``). False removes them anyway.
     overwrite : bool, default False
         Replace the layers and ``.uns`` entry of an earlier call with the same ``key_added``.
         Without it such a call is refused, so that nothing already stored is lost.
@@ -176,7 +192,8 @@ def simulate_missing(
             Bool, True exactly where this call removed an entry (False where the entry was NaN
             before).
         ``.uns[key_added]``
-            ``{"params": {...}, "n_removed": int, "n_observed_before": int}``. ``"params"``
+            ``{"params": {...}, "n_removed": int, "n_observed_before": int, "n_kept_genes": int,
+            "n_kept_samples": int}``. ``"params"``
             holds the arguments; an unset one (``groupby``, ``layer``, ``random_state``) is stored
             as ``""`` so the AnnData stays writable to h5ad.
 
@@ -244,6 +261,7 @@ def simulate_missing(
     else:  # low_value
         p = _low_value_probabilities(X, observed, rate)
         mask = observed & (rng.random(X.shape) < p)
+    kept_genes, kept_samples = _spare_emptied(mask, observed) if keep_measurable else (0, 0)
 
     X[mask] = np.nan
     if layer is None:
@@ -261,10 +279,16 @@ def simulate_missing(
             "groupby": "" if groupby is None else str(groupby),
             "layer": "" if layer is None else str(layer),
             "random_state": "" if random_state is None else int(random_state),
+            "keep_measurable": bool(keep_measurable),
         },
         "n_removed": n_removed,
         "n_observed_before": n_observed,
+        "n_kept_genes": int(kept_genes),
+        "n_kept_samples": int(kept_samples),
     }
+    if kept_genes or kept_samples:
+        logger.info("simulate_missing: %d gene(s) and %d sample(s) would have lost every observed value; they "
+                    "keep their values (keep_measurable=True)", kept_genes, kept_samples)
     logger.info(
         "simulate_missing (%s, rate=%g): set %d of %d observed entries of %s to NaN%s; "
         "truth in .layers[%r], mask in .layers[%r], parameters in .uns[%r]",
