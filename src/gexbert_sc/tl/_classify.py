@@ -14,15 +14,15 @@ from anndata import AnnData
 from tqdm.auto import tqdm
 
 from gexbert_sc._validate import check_anndata, check_layer, check_matrix_values, check_obs_key, obs_labels
+from gexbert_sc._validate import check_int as _check_int
 
-from ._survival import (
-    _MODEL_NOISE,
-    _check_int,
+from ._inputs import (
     check_key_added,
     check_model,
     dense_rows,
     draw_input_genes,
     input_gene_pool,
+    quiet_model,
     repeat_seed,
 )
 
@@ -346,9 +346,7 @@ def classify(
 
     # features of every sample (no label is used to make them)
     sub = adata[:, cols] if model is not None else None
-    with warnings.catch_warnings():
-        for msg in _MODEL_NOISE:
-            warnings.filterwarnings("ignore", message=msg, category=UserWarning)
+    with quiet_model():
         if method == "probe":
             F = model.embed(sub, n_input=k, n_repeats=1, random_state=seed).astype(np.float64)
         elif method == "finetune":

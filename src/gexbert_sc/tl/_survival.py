@@ -6,10 +6,10 @@ import logging
 import numbers
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 from tqdm.auto import tqdm
 
@@ -18,6 +18,25 @@ from gexbert_sc._validate import check_int as _check_int
 
 from ._anchor_genes import _fill_nan_with_mean
 from ._cox import cv_concordance
+from ._cox_model import (
+    BRIER_PERCENTILES,
+    BRIER_POINTS,
+    INNER_FOLDS,
+    L1_RATIO,
+    alpha_grid,
+    brier_times,
+    fit_cox,
+    survival_at,
+)
+from ._inputs import (
+    check_key_added,
+    check_model,
+    dense_rows,
+    draw_input_genes,
+    input_gene_pool,
+    quiet_model,
+    repeat_seed,
+)
 from ._survival_data import groups_with_few_events, survival_arrays
 
 logger = logging.getLogger("gexbert_sc")
@@ -25,181 +44,161 @@ logger = logging.getLogger("gexbert_sc")
 FEATURES = ("original", "restored", "both", "embedding", "pca")
 _NEEDS_MODEL = ("restored", "both", "embedding")
 
-#: Penalties searched by inner cross-validation when ``alpha=None`` (sksurv Coxnet units: the penalty is
-#: added to the mean negative partial log-likelihood, on standardised features).
-ALPHA_GRID = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
-#: Elastic-net mixing of the Cox model: sksurv's Coxnet needs it > 0; 1e-6 makes it a ridge (L2) penalty in
-#: practice (no coefficient set to zero even at the largest penalty of the grid).
-L1_RATIO = 1e-6
-#: Inner cross-validation folds used to choose ``alpha`` on each outer training fold.
-INNER_FOLDS = 3
-#: Coordinate-descent iterations per Cox fit; fits with tiny penalties and more features than samples stop
-#: there (they overfit and lose the inner cross-validation anyway).
-MAX_ITER = 1000
-#: Percentiles of a group's event times that bound the integrated Brier score's time grid, and its size.
-BRIER_PERCENTILES = (10.0, 80.0)
-BRIER_POINTS = 20
 
-# warnings the model raises for every sub-AnnData of input genes: expected here, said once in the docs
-_MODEL_NOISE = (
-    r".*genes are absent from the AnnData and are treated as missing",
-    r"this GexBERT has not been trained",
-)
+@dataclass
+class _Cohort:
+    """The samples ``tl.survival`` scores: rows with survival data and a group, and the groups scored."""
+
+    rows: np.ndarray
+    time: np.ndarray
+    event: np.ndarray
+    labels: np.ndarray
+    groups: list
+    few: dict
+
+    @property
+    def scored(self) -> list:
+        return [g for g in self.groups if g not in self.few]
 
 
-
-def check_key_added(key_added) -> str:
-    """Raise ``ValueError`` unless ``key_added`` can name ``.uns``/``.obs`` entries of an ``.h5ad`` file."""
-    if not isinstance(key_added, str) or not key_added or "/" in key_added:
-        raise ValueError(f"key_added must be a non-empty string without '/', got {key_added!r}")
-    return key_added
-
-
-def check_model(model, features: str):
-    """Raise unless ``model`` is a GexBERT (or None where ``features`` needs none)."""
-    from gexbert_sc.model import GexBERT
-
-    if model is None:
-        return None
-    if not isinstance(model, GexBERT):
-        raise TypeError(f"model must be a trained GexBERT or None, got {type(model).__name__}")
-    return model
-
-
-def input_gene_pool(adata: AnnData, model) -> np.ndarray:
-    """Genes the input genes are drawn from: ``adata``'s genes, those of the model's vocabulary with a model."""
-    names = np.asarray(adata.var_names.astype(str))
-    if model is None:
-        return names
-    known = np.isin(names, np.asarray(model.genes, dtype=str))
-    if not known.any():
+def _check_args(adata, model, features, layer, time_unit, key_added, ints: dict) -> tuple[object, str | None]:
+    """Check every argument up front; returns the model and the layer to read."""
+    check_anndata(adata)
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    model = check_model(model, features)
+    if model is None and features in _NEEDS_MODEL:
         raise ValueError(
-            f"none of the {adata.n_vars} genes of adata is in the model's vocabulary of {len(model.genes)} genes; "
-            "check that var_names hold the same kind of gene identifiers as the model's (model.genes)"
+            f"features={features!r} needs a trained GexBERT: pass model=GexBERT(adata).train() (or GexBERT.load(...)); "
+            "features='original' and 'pca' need no model"
         )
-    return names[known]
-
-
-def draw_input_genes(input_genes, pool: np.ndarray, rng: np.random.Generator, with_model: bool = False) -> np.ndarray:
-    """``input_genes`` random genes of ``pool`` (an int), or the given names, checked."""
-    where = "adata's genes that the model knows" if with_model else "adata.var_names"
-    if isinstance(input_genes, numbers.Integral) and not isinstance(input_genes, bool | np.bool_):
-        k = int(input_genes)
-        if not 1 <= k <= len(pool):
+    for name, (value, low) in ints.items():
+        _check_int(value, name, low)
+    if ints["min_events"][0] < ints["n_folds"][0]:
+        raise ValueError(
+            f"min_events ({ints['min_events'][0]}) must be >= n_folds ({ints['n_folds'][0]}) so that every held-out "
+            "fold can hold an event; raise min_events or lower n_folds"
+        )
+    check_key_added(key_added)
+    if time_unit is not None and not isinstance(time_unit, str):
+        raise TypeError(f"time_unit must be a string such as 'days', got {time_unit!r}")
+    if model is not None:
+        if layer is not None and layer != model.layer:
             raise ValueError(
-                f"input_genes={k} but {len(pool)} gene(s) can be drawn ({where}); pass between 1 and that many"
+                f"layer={layer!r} but the model reads {'adata.X' if model.layer is None else repr(model.layer)}; "
+                "leave layer=None to use the model's"
             )
-        return np.sort(rng.choice(pool, k, replace=False))
-    if isinstance(input_genes, str) or not isinstance(input_genes, Sequence | np.ndarray | pd.Index):
-        raise TypeError(f"input_genes must be an int (random genes) or a list of gene names, got {input_genes!r}")
-    names = np.asarray(list(input_genes), dtype=str)
-    if len(names) == 0:
-        raise ValueError("input_genes is an empty list; pass gene names or a number of random genes")
-    dup = pd.Index(names)[pd.Index(names).duplicated()].unique().tolist()
-    if dup:
-        raise ValueError(f"input_genes repeats gene name(s) {dup[:5]}; list each gene once")
-    unknown = [g for g in names if g not in set(pool)]
-    if unknown:
-        raise KeyError(
-            f"{len(unknown)} of input_genes cannot be used, e.g. {unknown[:5]}: they are not among {where}"
+        layer = model.layer
+    check_layer(adata, layer)
+    if not adata.var_names.is_unique:
+        raise ValueError("adata.var_names has duplicated gene names; call adata.var_names_make_unique() first")
+    X = adata.layers[layer] if layer is not None else adata.X
+    if X is None:
+        raise ValueError("adata.X is empty; pass layer= naming the layer with the expression values")
+    check_matrix_values(X, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
+    if model is not None and not model.is_trained:
+        warnings.warn(
+            "this GexBERT has not been trained: its restorations and embeddings are random. Call model.train() first",
+            UserWarning,
+            stacklevel=3,
         )
-    return names
+    return model, layer
 
 
-def dense_rows(X, rows: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
-    """Rows (and columns) of a dense, sparse or backed matrix as a float64 array (a copy)."""
-    sub = X[rows] if cols is None else (X[rows][:, cols])
-    if sp.issparse(sub):
-        sub = sub.toarray()
-    return np.array(sub, dtype=np.float64)
+def _cohort(adata, groupby, time_key, event_key, min_events, n_folds) -> _Cohort:
+    """Samples with survival data and a group; groups with too few events are skipped with a warning."""
+    if groupby is not None:
+        check_obs_key(adata, groupby, "groupby")
+    time, event, keep = survival_arrays(adata, time_key, event_key)
+    labels = (
+        pd.Series("all", index=adata.obs_names, dtype=object) if groupby is None else obs_labels(adata, groupby)
+    ).to_numpy(dtype=object)
+    no_group = pd.isna(labels) & keep
+    if no_group.any():
+        warnings.warn(
+            f"dropping {int(no_group.sum())} sample(s) without a group in adata.obs[{groupby!r}]",
+            UserWarning,
+            stacklevel=3,
+        )
+    has_group = ~pd.isna(labels[keep])
+    rows = np.flatnonzero(keep)[has_group]
+    time, event, labels = time[has_group], event[has_group], labels[keep][has_group]
+    if groupby is not None and isinstance(adata.obs[groupby].dtype, pd.CategoricalDtype):
+        present = set(labels)
+        groups = [str(c) for c in adata.obs[groupby].cat.categories if str(c) in present]
+    else:
+        groups = sorted(set(labels))
+    few = groups_with_few_events(event, labels, min_events)
+    if few:
+        warnings.warn(
+            f"skipping {len(few)} group(s) with fewer than {min_events} events: "
+            + ", ".join(f"{g!r} ({n} events)" for g, n in few.items()),
+            UserWarning,
+            stacklevel=3,
+        )
+    cohort = _Cohort(rows, time, event, labels, groups, few)
+    if not cohort.scored:
+        raise ValueError(
+            f"no group has {min_events} or more events; lower min_events (at least n_folds={n_folds}) or pool groups"
+        )
+    return cohort
 
 
-def repeat_seed(random_state: int, repeat: int) -> int:
-    """The seed of repeat ``repeat`` of a run seeded with ``random_state`` (input genes, folds, model subsets)."""
-    return int(np.random.SeedSequence([int(random_state), int(repeat)]).generate_state(1)[0])
+def _fold_anchors(X_pool, t, e, folds, n_anchors: int, n_folds: int, seed: int) -> list[np.ndarray]:
+    """Per outer training fold, the ``n_anchors`` pool columns with the best cross-validated univariate C-index."""
+    anchors = []
+    for train, _ in folds:
+        Xtr = X_pool[train].copy()
+        empty = _fill_nan_with_mean(Xtr)
+        c = cv_concordance(Xtr, t[train], e[train], n_folds=n_folds, random_state=seed)
+        c[empty] = np.nan
+        ok = np.flatnonzero(~np.isnan(c))
+        anchors.append(ok[np.argsort(-c[ok], kind="stable")][:n_anchors])
+    return anchors
 
 
-def _alpha_grid(alpha) -> tuple[list[float], bool]:
-    if alpha is None:
-        return list(ALPHA_GRID), True
-    if isinstance(alpha, numbers.Real) and not isinstance(alpha, bool | np.bool_):
-        if not alpha > 0:
-            raise ValueError(f"alpha must be > 0, got {alpha}")
-        return [float(alpha)], False
-    grid = [float(a) for a in np.asarray(alpha, dtype=float).ravel()]
-    if not grid or not all(a > 0 for a in grid):
-        raise ValueError(f"alpha must be None, a positive number or a list of positive numbers, got {alpha!r}")
-    return sorted(set(grid)), len(set(grid)) > 1
+def _fold_features(features, model, sub, X_in, X_pool, t, e, folds, *, pool, n_anchors, n_folds, seed):
+    """A function of the fold index giving the feature matrix of every sample of the group for that fold."""
+    k = X_in.shape[1]
+    if features in ("original", "pca"):
+        return lambda f: X_in
+    if features == "embedding":
+        with quiet_model():
+            emb = model.embed(sub, n_input=k, n_repeats=1, random_state=seed).astype(np.float64)
+        return lambda f: emb
+    anchors = _fold_anchors(X_pool, t, e, folds, n_anchors, n_folds, seed % (2**32 - 1))
+    union = np.unique(np.concatenate(anchors))
+    with quiet_model():
+        restored = model.restore(sub, genes=pool[union], n_input=k, n_repeats=1, random_state=seed).astype(np.float64)
+    position = {int(g): j for j, g in enumerate(union)}
+
+    def build(f: int) -> np.ndarray:
+        R = restored[:, [position[int(g)] for g in anchors[f]]]
+        return R if features == "restored" else np.hstack([X_in, R])
+
+    return build
 
 
-def _cox_pipeline(n_pcs: int | None, random_state: int):
-    from sklearn.decomposition import PCA
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sksurv.linear_model import CoxnetSurvivalAnalysis
-
-    steps = [("impute", SimpleImputer(strategy="mean", keep_empty_features=True)), ("scale", StandardScaler())]
-    if n_pcs is not None:
-        steps += [("pca", PCA(n_components=n_pcs, random_state=random_state)), ("pc_scale", StandardScaler())]
-    steps.append(
-        ("cox", CoxnetSurvivalAnalysis(l1_ratio=L1_RATIO, alphas=[1.0], max_iter=MAX_ITER, fit_baseline_model=True))
-    )
-    return Pipeline(steps)
-
-
-def _fit_cox(Xtr, ytr, grid: list[float], search: bool, n_pcs: int | None, seed: int):
-    """Fit the Cox pipeline, choosing ``alpha`` by inner cross-validation (Harrell's C) when ``search``."""
-    from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
-
-    pipe = _cox_pipeline(n_pcs, seed)
-    with warnings.catch_warnings(), np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        # a penalty too small for the data fails (numerical overflow) and scores NaN: it is never chosen
-        warnings.simplefilter("ignore", FitFailedWarning)
-        warnings.filterwarnings("ignore", message=r"One or more of the test scores are non-finite")
-        warnings.filterwarnings("ignore", message=r".*least populated class", category=UserWarning)
-        warnings.filterwarnings("ignore", message=r".*(Optimization terminated early|Numerical error|all coefficients)")
-        if search:
-            inner = StratifiedKFold(INNER_FOLDS, shuffle=True, random_state=seed)
-            splits = list(inner.split(np.zeros(len(ytr)), ytr["event"]))
-            gs = GridSearchCV(
-                pipe.set_params(cox__fit_baseline_model=False),
-                {"cox__alphas": [[a] for a in grid]},
-                cv=splits,
-                error_score=np.nan,
-                refit=False,
-            )
-            gs.fit(Xtr, ytr)
-            scores = np.nan_to_num(gs.cv_results_["mean_test_score"], nan=-np.inf)
-            # ties go to the larger penalty (the simpler model)
-            best = float(grid[int(np.flatnonzero(scores == scores.max())[-1])])
-        else:
-            best = grid[0]
-        # a penalty too small to fit (numerical overflow) steps up the grid
-        for a in [g for g in grid if g >= best] + [max(grid) * 10.0]:
-            try:
-                return pipe.set_params(cox__alphas=[a], cox__fit_baseline_model=True).fit(Xtr, ytr), a
-            except ArithmeticError:
-                continue
-    raise ArithmeticError("the Cox model could not be fitted at any penalty; check the features for extreme values")
-
-
-def _brier_times(time: np.ndarray, event: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(time[event], BRIER_PERCENTILES)
-    times = np.unique(np.linspace(lo, hi, BRIER_POINTS))
-    return times[(times >= time.min()) & (times < time.max())]
-
-
-def _survival_at(fitted, X, times: np.ndarray) -> np.ndarray | None:
-    """Predicted survival probabilities at ``times``, or None where the model's baseline does not reach them."""
-    try:
-        fns = fitted.predict_survival_function(X)
-        return np.vstack([fn(times) for fn in fns])
-    except ValueError:
-        return None
-
+def _cross_validate(F_of, y, folds, times, *, features, grid, search, n_pcs, k, seed):
+    """Out-of-fold risks, survival curves at ``times`` (None where a fold's baseline does not reach them), penalties."""
+    risk = np.full(len(y), np.nan)
+    surv = np.full((len(y), len(times)), np.nan) if len(times) else None
+    chosen = []
+    for f, (train, test) in enumerate(folds):
+        F = F_of(f)
+        # components capped by the genes and by the samples of the smallest (inner) training set
+        n_fit = (len(train) * (INNER_FOLDS - 1)) // INNER_FOLDS if search else len(train)
+        pcs = max(1, min(n_pcs, n_fit - 1, k)) if features == "pca" else None
+        fitted, a = fit_cox(F[train], y[train], grid, search, pcs, seed % (2**32 - 1))
+        chosen.append(a)
+        risk[test] = fitted.predict(F[test])
+        if surv is not None:
+            s = survival_at(fitted, F[test], times)
+            if s is None:
+                surv = None
+            else:
+                surv[test] = s
+    return risk, surv, float(np.median(chosen))
 
 def survival(
     adata: AnnData,
@@ -347,85 +346,12 @@ def survival(
     from sksurv.metrics import concordance_index_censored, integrated_brier_score
     from sksurv.util import Surv
 
-    check_anndata(adata)
-    if features not in FEATURES:
-        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
-    model = check_model(model, features)
-    if model is None and features in _NEEDS_MODEL:
-        raise ValueError(
-            f"features={features!r} needs a trained GexBERT: pass model=GexBERT(adata).train() (or GexBERT.load(...)); "
-            "features='original' and 'pca' need no model"
-        )
-    repeats = _check_int(repeats, "repeats", 1)
-    random_state = _check_int(random_state, "random_state", 0)
-    n_anchors = _check_int(n_anchors, "n_anchors", 1)
-    n_folds = _check_int(n_folds, "n_folds", 2)
-    min_events = _check_int(min_events, "min_events", 1)
-    n_pcs = _check_int(n_pcs, "n_pcs", 1)
-    if min_events < n_folds:
-        raise ValueError(
-            f"min_events ({min_events}) must be >= n_folds ({n_folds}) so that every held-out fold can hold an "
-            "event; raise min_events or lower n_folds"
-        )
-    grid, search = _alpha_grid(alpha)
-    check_key_added(key_added)
-    if time_unit is not None and not isinstance(time_unit, str):
-        raise TypeError(f"time_unit must be a string such as 'days', got {time_unit!r}")
-    if model is not None:
-        if layer is not None and layer != model.layer:
-            raise ValueError(
-                f"layer={layer!r} but the model reads {'adata.X' if model.layer is None else repr(model.layer)}; "
-                "leave layer=None to use the model's"
-            )
-        layer = model.layer
-    check_layer(adata, layer)
-    if not adata.var_names.is_unique:
-        raise ValueError("adata.var_names has duplicated gene names; call adata.var_names_make_unique() first")
-    X = adata.layers[layer] if layer is not None else adata.X
-    if X is None:
-        raise ValueError("adata.X is empty; pass layer= naming the layer with the expression values")
-    check_matrix_values(X, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
-    if groupby is not None:
-        check_obs_key(adata, groupby, "groupby")
-
-    time, event, keep = survival_arrays(adata, time_key, event_key)
-    labels = (
-        pd.Series("all", index=adata.obs_names, dtype=object) if groupby is None else obs_labels(adata, groupby)
-    ).to_numpy(dtype=object)
-    no_group = pd.isna(labels) & keep
-    if no_group.any():
-        warnings.warn(
-            f"dropping {int(no_group.sum())} sample(s) without a group in adata.obs[{groupby!r}]",
-            UserWarning,
-            stacklevel=2,
-        )
-    has_group = ~pd.isna(labels[keep])
-    rows_all = np.flatnonzero(keep)[has_group]
-    time, event, kept_labels = time[has_group], event[has_group], labels[keep][has_group]
-    if groupby is not None and isinstance(adata.obs[groupby].dtype, pd.CategoricalDtype):
-        present = set(kept_labels)
-        groups = [str(c) for c in adata.obs[groupby].cat.categories if str(c) in present]
-    else:
-        groups = sorted(set(kept_labels))
-    few = groups_with_few_events(event, kept_labels, min_events)
-    if few:
-        warnings.warn(
-            f"skipping {len(few)} group(s) with fewer than {min_events} events: "
-            + ", ".join(f"{g!r} ({n} events)" for g, n in few.items()),
-            UserWarning,
-            stacklevel=2,
-        )
-    scored = [g for g in groups if g not in few]
-    if not scored:
-        raise ValueError(
-            f"no group has {min_events} or more events; lower min_events (at least n_folds={n_folds}) or pool groups"
-        )
-    if model is not None and not model.is_trained:
-        warnings.warn(
-            "this GexBERT has not been trained: its restorations and embeddings are random. Call model.train() first",
-            UserWarning,
-            stacklevel=2,
-        )
+    ints = {"repeats": (repeats, 1), "random_state": (random_state, 0), "n_anchors": (n_anchors, 1),
+            "n_folds": (n_folds, 2), "min_events": (min_events, 1), "n_pcs": (n_pcs, 1)}
+    model, layer = _check_args(adata, model, features, layer, time_unit, key_added, ints)
+    repeats, random_state, n_anchors, n_folds, min_events, n_pcs = (int(v) for v, _ in ints.values())
+    grid, search = alpha_grid(alpha)
+    cohort = _cohort(adata, groupby, time_key, event_key, min_events, n_folds)
 
     pool = input_gene_pool(adata, model)
     gene_col = pd.Index(adata.var_names.astype(str))
@@ -434,84 +360,39 @@ def survival(
         for r in range(repeats)
     ]
     k = len(genes_per_repeat[0])
-    pool_cols = gene_col.get_indexer(pool)
     need_anchors = features in ("restored", "both")
     n_anch = min(n_anchors, len(pool))
 
     if copy:
         adata = adata.copy()
-        X = adata.layers[layer] if layer is not None else adata.X
+    X = adata.layers[layer] if layer is not None else adata.X
     cols = [str(r) for r in range(repeats)]
-    c_index = pd.DataFrame(np.nan, index=pd.Index(scored, dtype=object), columns=cols)
-    brier = c_index.copy()
-    alphas = c_index.copy()
+    c_index = pd.DataFrame(np.nan, index=pd.Index(cohort.scored, dtype=object), columns=cols)
+    brier, alphas = c_index.copy(), c_index.copy()
     risk_first = np.full(adata.n_obs, np.nan)
-    bar = tqdm(total=len(scored) * repeats, desc=f"survival ({features})", unit="fit", disable=not progress)
-    for grp in scored:
-        in_grp = kept_labels == grp
-        rows = rows_all[in_grp]
-        t_g, e_g = time[in_grp], event[in_grp]
+    bar = tqdm(total=len(cohort.scored) * repeats, desc=f"survival ({features})", unit="fit", disable=not progress)
+    for grp in cohort.scored:
+        in_grp = cohort.labels == grp
+        rows = cohort.rows[in_grp]
+        t_g, e_g = cohort.time[in_grp], cohort.event[in_grp]
         y_g = Surv.from_arrays(event=e_g, time=t_g)
-        X_pool = dense_rows(X, rows, pool_cols) if need_anchors else None
-        times = _brier_times(t_g, e_g)
+        X_pool = dense_rows(X, rows, gene_col.get_indexer(pool)) if need_anchors else None
+        times = brier_times(t_g, e_g)
         for r in range(repeats):
             seed = repeat_seed(random_state, r)
-            genes_r = genes_per_repeat[r]
-            in_cols = gene_col.get_indexer(genes_r)
+            in_cols = gene_col.get_indexer(genes_per_repeat[r])
             folds = list(
                 StratifiedKFold(n_folds, shuffle=True, random_state=seed % (2**32 - 1)).split(np.zeros(len(e_g)), e_g)
             )
             X_in = dense_rows(X, rows, in_cols)
             sub = adata[rows, in_cols] if model is not None else None
-            emb = restored = None
-            if features == "embedding":
-                with warnings.catch_warnings():
-                    for msg in _MODEL_NOISE:
-                        warnings.filterwarnings("ignore", message=msg, category=UserWarning)
-                    emb = model.embed(sub, n_input=k, n_repeats=1, random_state=seed).astype(np.float64)
-            anchors = []
-            if need_anchors:
-                for train, _ in folds:
-                    Xtr = X_pool[train].copy()
-                    empty = _fill_nan_with_mean(Xtr)
-                    c = cv_concordance(Xtr, t_g[train], e_g[train], n_folds=n_folds, random_state=seed % (2**32 - 1))
-                    c[empty] = np.nan
-                    ok = np.flatnonzero(~np.isnan(c))
-                    anchors.append(ok[np.argsort(-c[ok], kind="stable")][:n_anch])
-                union = np.unique(np.concatenate(anchors))
-                with warnings.catch_warnings():
-                    for msg in _MODEL_NOISE:
-                        warnings.filterwarnings("ignore", message=msg, category=UserWarning)
-                    restored = model.restore(sub, genes=pool[union], n_input=k, n_repeats=1, random_state=seed)
-                restored = restored.astype(np.float64)
-                where_in_union = {int(g): j for j, g in enumerate(union)}
-            risk = np.full(len(rows), np.nan)
-            surv = np.full((len(rows), len(times)), np.nan)
-            surv_ok = len(times) > 0
-            chosen = []
-            for f, (train, test) in enumerate(folds):
-                if features == "original" or features == "pca":
-                    F = X_in
-                elif features == "embedding":
-                    F = emb
-                else:
-                    R = restored[:, [where_in_union[int(g)] for g in anchors[f]]]
-                    F = R if features == "restored" else np.hstack([X_in, R])
-                # components capped by the genes and by the samples of the smallest (inner) training set
-                n_fit = (len(train) * (INNER_FOLDS - 1)) // INNER_FOLDS if search else len(train)
-                pcs = max(1, min(n_pcs, n_fit - 1, k)) if features == "pca" else None
-                fitted, a = _fit_cox(F[train], y_g[train], grid, search, pcs, seed % (2**32 - 1))
-                chosen.append(a)
-                risk[test] = fitted.predict(F[test])
-                if surv_ok:
-                    s = _survival_at(fitted, F[test], times)
-                    if s is None:
-                        surv_ok = False
-                    else:
-                        surv[test] = s
+            F_of = _fold_features(features, model, sub, X_in, X_pool, t_g, e_g, folds, pool=pool, n_anchors=n_anch,
+                                  n_folds=n_folds, seed=seed)
+            risk, surv, alpha_r = _cross_validate(F_of, y_g, folds, times, features=features, grid=grid,
+                                                  search=search, n_pcs=n_pcs, k=k, seed=seed)
             c_index.loc[grp, cols[r]] = concordance_index_censored(e_g, t_g, risk)[0]
-            alphas.loc[grp, cols[r]] = float(np.median(chosen))
-            if surv_ok:
+            alphas.loc[grp, cols[r]] = alpha_r
+            if surv is not None:
                 try:
                     brier.loc[grp, cols[r]] = integrated_brier_score(y_g, y_g, surv, times)
                 except ValueError as err:
@@ -521,59 +402,65 @@ def survival(
             bar.update(1)
     bar.close()
 
+    params = {
+        "features": features,
+        "n_input_genes": k,
+        "input_genes_given": not isinstance(input_genes, numbers.Integral),
+        "groupby": "" if groupby is None else groupby,
+        "time_key": time_key,
+        "event_key": event_key,
+        "repeats": repeats,
+        "random_state": random_state,
+        "alpha": "cv" if search else grid[0],
+        "alpha_grid": np.asarray(grid, dtype=float),
+        "l1_ratio": L1_RATIO,
+        "inner_folds": INNER_FOLDS if search else 0,
+        "n_anchors": n_anch if need_anchors else 0,
+        "n_folds": n_folds,
+        "min_events": min_events,
+        "n_pcs": n_pcs if features == "pca" else 0,
+        "layer": "" if layer is None else layer,
+        "time_unit": "" if time_unit is None else time_unit,
+        "model": "" if model is None else repr(model),
+        "brier_times": f"{BRIER_POINTS} times evenly spaced between the {BRIER_PERCENTILES[0]:g}th and "
+        f"{BRIER_PERCENTILES[1]:g}th percentiles of each group's event times",
+    }
+    _store(adata, key_added, cohort, c_index, brier, alphas, risk_first, genes_per_repeat, params)
+    return adata if copy else None
+
+
+def _store(adata, key_added, cohort: _Cohort, c_index, brier, alphas, risk_first, genes_per_repeat, params) -> None:
+    """Write ``.obs[key_added + "_risk"]`` and ``.uns[key_added]``, and log what was added."""
     per_repeat = c_index.mean(axis=0).to_numpy()
     finite_brier = brier.to_numpy()[np.isfinite(brier.to_numpy())]
-    n_samples = pd.Series(kept_labels).value_counts()
-    n_events = pd.Series(event).groupby(pd.Series(kept_labels)).sum()
+    n_samples = pd.Series(cohort.labels).value_counts()
+    n_events = pd.Series(cohort.event).groupby(pd.Series(cohort.labels)).sum()
     adata.obs[key_added + "_risk"] = risk_first
     adata.uns[key_added] = {
         "c_index": c_index,
         "mean": float(np.mean(per_repeat)),
-        "sd": float(np.std(per_repeat, ddof=1)) if repeats > 1 else 0.0,
+        "sd": float(np.std(per_repeat, ddof=1)) if len(per_repeat) > 1 else 0.0,
         "integrated_brier": brier,
         "integrated_brier_mean": float(finite_brier.mean()) if finite_brier.size else float("nan"),
         "alpha": alphas,
         "groups": pd.DataFrame(
             {
-                "n_samples": [int(n_samples.get(g, 0)) for g in groups],
-                "n_events": [int(n_events.get(g, 0)) for g in groups],
-                "scored": [g not in few for g in groups],
+                "n_samples": [int(n_samples.get(g, 0)) for g in cohort.groups],
+                "n_events": [int(n_events.get(g, 0)) for g in cohort.groups],
+                "scored": [g not in cohort.few for g in cohort.groups],
             },
-            index=pd.Index(groups, dtype=object),
+            index=pd.Index(cohort.groups, dtype=object),
         ),
         "input_genes": np.array(genes_per_repeat, dtype=object).astype(str),
-        "params": {
-            "features": features,
-            "n_input_genes": k,
-            "input_genes_given": not isinstance(input_genes, numbers.Integral),
-            "groupby": "" if groupby is None else groupby,
-            "time_key": time_key,
-            "event_key": event_key,
-            "repeats": repeats,
-            "random_state": random_state,
-            "alpha": "cv" if search else grid[0],
-            "alpha_grid": np.asarray(grid, dtype=float),
-            "l1_ratio": L1_RATIO,
-            "inner_folds": INNER_FOLDS if search else 0,
-            "n_anchors": n_anch if need_anchors else 0,
-            "n_folds": n_folds,
-            "min_events": min_events,
-            "n_pcs": n_pcs if features == "pca" else 0,
-            "layer": "" if layer is None else layer,
-            "time_unit": "" if time_unit is None else time_unit,
-            "model": "" if model is None else repr(model),
-            "brier_times": f"{BRIER_POINTS} times evenly spaced between the {BRIER_PERCENTILES[0]:g}th and "
-            f"{BRIER_PERCENTILES[1]:g}th percentiles of each group's event times",
-        },
+        "params": params,
     }
     logger.info(
         "survival (%s, %d input genes): mean C-index %.3f over %d group(s) x %d repeat(s); added .obs[%r] and .uns[%r]",
-        features,
-        k,
+        params["features"],
+        params["n_input_genes"],
         adata.uns[key_added]["mean"],
-        len(scored),
-        repeats,
+        len(cohort.scored),
+        params["repeats"],
         key_added + "_risk",
         key_added,
     )
-    return adata if copy else None
