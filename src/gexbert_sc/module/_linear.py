@@ -8,6 +8,12 @@ import torch
 from torch import nn
 
 LINEAR_PATHS = ("none", "fixed", "learned")
+#: EM iterations of :meth:`GaussianLinearPath.fit` when the training rows have missing values.
+EM_ITERATIONS = 10
+#: EM iterations after which the penalty is picked again on the validation rows (and once more at the end).
+EM_REPICK = (2, 5)
+#: Rows per chunk when every gene of many rows is estimated hold at most about this many factor values.
+FILL_VALUES = 16_000_000
 
 
 class GaussianLinearPath(nn.Module):
@@ -23,7 +29,10 @@ class GaussianLinearPath(nn.Module):
     (the same as ridge on the inputs), for every input set at once, without refitting.
 
     Missing inputs (NaN) get zero weight, which equals leaving them out; a gene's estimate depends
-    only on ``h`` and its own factors, never on which other genes are estimated.
+    only on ``h`` and its own factors, never on which other genes are estimated. Where the training
+    rows themselves have missing values, :meth:`fit` runs a few EM iterations: fill the missing values
+    with their conditional means, set the factors from the filled rows, repeat (setting missing values
+    to the mean instead shrinks every covariance and biases the estimates toward the mean).
 
     ``learn`` makes ``Z`` and ``lam`` trainable (jointly with the network); otherwise they stay as
     :meth:`fit` set them.
@@ -65,41 +74,68 @@ class GaussianLinearPath(nn.Module):
 
     @torch.no_grad()
     def fit(self, z: torch.Tensor, val: torch.Tensor | None = None, lams=None, generator=None,
-            refit: bool = True, rows: torch.Tensor | None = None, n_rows: int = 0) -> dict:
-        """Set the factors from standardised training rows ``z`` (``n x n_genes``, NaN -> 0) and pick ``lam``.
+            refit: bool = True, rows: torch.Tensor | None = None, n_rows: int = 0,
+            em_iterations: int = EM_ITERATIONS) -> dict:
+        """Set the factors from standardised training rows ``z`` (``n x n_genes``) and pick ``lam``.
 
         ``lam`` is the value of ``lams`` (default ``logspace(-1, 1.5, 11)``) with the smallest error on
         ``val`` (standardised rows held out from ``z``) when half of each row's observed genes, drawn at
-        random, restore the other half; 1 without ``val``. With ``refit``, the factors are then set from
-        ``z`` and ``val`` together (the penalty is in per-sample units, so it carries over). Returns
-        ``{lam: mse}``. ``rows`` and ``n_rows``: the data rows of ``z`` then ``val``, as in :meth:`set_factors`
-        (leave-one-out in training).
+        random, restore the other half; 1 without ``val``. Where ``z`` has missing values (NaN),
+        ``em_iterations`` EM iterations fill them with their conditional means and set the factors from
+        the filled rows, picking ``lam`` again after iterations :data:`EM_REPICK` and at the end. With
+        ``refit``, the factors are then set from ``z`` and ``val`` together (``val``'s missing values
+        filled likewise; the penalty is in per-sample units, so it carries over). Returns ``{lam: mse}``
+        of the last pick. ``rows`` and ``n_rows``: the data rows of ``z`` then ``val``, as in
+        :meth:`set_factors` (leave-one-out in training).
         """
-        self.set_factors(z)
-        scores = {}
         lams = [float(x) for x in (torch.logspace(-1, 1.5, 11) if lams is None else lams)]
-        if val is None or len(val) == 0:
-            self.log_lam.fill_(0.0)
-            if rows is not None:
-                self.set_factors(z, rows, n_rows)
-            return scores
-        val = val.float()
+        has_val = val is not None and len(val) > 0
+        self.set_factors(z)
+        self.log_lam.fill_(0.0)
+        scores = self._pick_lam(val.float(), lams, generator) if has_val else {}
+        filled = z.float()
+        if bool(torch.isnan(filled).any()):
+            for it in range(int(em_iterations)):
+                filled = self.fill(z.float())
+                self.set_factors(filled)
+                if has_val and (it + 1 in EM_REPICK or it + 1 == em_iterations):
+                    scores = self._pick_lam(val.float(), lams, generator)
+        if refit and has_val:
+            self.set_factors(torch.cat([filled, self.fill(val.float()).to(filled)]), rows, n_rows)
+        elif rows is not None:
+            self.set_factors(filled, rows[: len(z)], n_rows)
+        return scores
+
+    def _pick_lam(self, val: torch.Tensor, lams: list[float], generator) -> dict:
+        """Set ``lam`` to the value of ``lams`` that best restores a random half of ``val``'s genes from the other half."""
         G = val.shape[1]
-        keys = torch.rand(val.shape, generator=generator)
-        order = keys.argsort(1)
+        order = torch.rand(val.shape, generator=generator).argsort(1)
         gi, gt = order[:, : G // 2], order[:, G // 2 :]
         xi, xt = val.gather(1, gi), val.gather(1, gt)
+        obs = ~torch.isnan(xt)
+        scores = {}
         for lam in lams:
             self.log_lam.fill_(math.log(lam))
             pred = self.estimate(self.latent(gi, xi), gt)
-            obs = ~torch.isnan(xt)
             scores[lam] = float(((pred - torch.nan_to_num(xt)) ** 2)[obs].mean())
         self.log_lam.fill_(math.log(min(scores, key=scores.get)))
-        if refit:
-            self.set_factors(torch.cat([z, val.to(z)]), rows, n_rows)
-        elif rows is not None:
-            self.set_factors(z, rows[: len(z)], n_rows)
         return scores
+
+    @torch.no_grad()
+    def fill(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` (``(n, n_genes)``, standardised) with its NaN entries replaced by their conditional means, in row chunks."""
+        miss = torch.isnan(z)
+        if not bool(miss.any()):
+            return z
+        G = z.shape[1]
+        genes = torch.arange(G, device=z.device)
+        step = max(1, FILL_VALUES // max(1, self.rank * G))
+        out = z.clone()
+        for i in range(0, len(z), step):
+            zi = z[i : i + step]
+            est = self.latent(genes.expand(len(zi), -1), zi) @ self.factors.float()
+            out[i : i + step] = torch.where(miss[i : i + step], est, zi)
+        return out
 
     def latent(self, genes: torch.Tensor, values: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Posterior mean of the factors, ``(B, rank)``, from ``values`` (``(B, N)``, NaN = missing) at ``genes``.
@@ -113,6 +149,9 @@ class GaussianLinearPath(nn.Module):
         """
         obs = ~torch.isnan(values)
         v = torch.nan_to_num(values.float())
+        loo_rows = rows is not None and len(self.row_index) > 0
+        if not loo_rows and len(genes) > 0 and bool((genes == genes[:1]).all()):
+            return self._latent_shared_genes(genes[0], obs, v)
         zs = self.factors.float()[:, genes].permute(1, 0, 2) * obs.unsqueeze(1)  # (B, P, N)
         eye = torch.eye(self.rank, device=zs.device, dtype=zs.dtype)
         loo = None
@@ -124,10 +163,6 @@ class GaussianLinearPath(nn.Module):
             c = torch.where(a2 > 1e-12, (1 - (1 - a2).clamp(min=0).sqrt()) / a2.clamp(min=1e-12), torch.zeros_like(a2))
             loo = (u, c)
             zs = zs - (c * u).unsqueeze(2) * torch.einsum("bp,bpn->bn", u, zs).unsqueeze(1)
-        if loo is None and genes.shape[0] > 1 and bool((genes == genes[:1]).all()) and bool((obs == obs[:1]).all()):
-            a = zs[0] @ zs[0].T + self.lam.float() * eye  # one input set shared by every row
-            rhs = zs[0] @ v.T  # (P, B)
-            return torch.cholesky_solve(rhs, torch.linalg.cholesky(a)).T
         a = zs @ zs.transpose(1, 2) + self.lam.float() * eye
         rhs = (zs @ v.unsqueeze(-1))  # (B, P, 1)
         h = torch.cholesky_solve(rhs, torch.linalg.cholesky(a)).squeeze(-1)
@@ -135,6 +170,32 @@ class GaussianLinearPath(nn.Module):
             u, c = loo
             h = h - c * u * (u * h).sum(1, keepdim=True)
         return h
+
+    def _latent_shared_genes(self, genes: torch.Tensor, obs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """:meth:`latent` where every row has the same ``genes`` (``(N,)``) and only the observed ones differ.
+
+        The system ``Z_S Z_S^T`` of a row is built from the smaller side: the observed genes' factors, or
+        all genes' ``Z Z^T`` (once per batch) minus the missing genes' part, each row's genes padded to the
+        batch's largest count, so memory grows with ``B x rank x min(observed, missing)``, not
+        ``B x rank x N``; rows that observe the same genes share one factorisation.
+        """
+        zg = self.factors.float()[:, genes]  # (P, N)
+        eye = torch.eye(self.rank, device=zg.device, dtype=zg.dtype)
+        rhs = v @ zg.T  # (B, P): missing values are 0 in v
+        if bool((obs == obs[:1]).all()):
+            zo = zg[:, obs[0]]
+            return torch.cholesky_solve(rhs.T, torch.linalg.cholesky(zo @ zo.T + self.lam.float() * eye)).T
+        miss = ~obs
+        n_miss, n_obs = miss.sum(1), obs.sum(1)
+        complement = int(n_miss.max()) <= int(n_obs.max())
+        side, counts = (miss, n_miss) if complement else (obs, n_obs)
+        width = int(counts.max())
+        idx = torch.argsort((~side).to(torch.int8), dim=1, stable=True)[:, :width]  # each row's side genes first
+        valid = torch.arange(width, device=zg.device)[None, :] < counts[:, None]
+        zp = zg[:, idx].permute(1, 0, 2) * valid.unsqueeze(1)  # (B, P, width)
+        part = zp @ zp.transpose(1, 2)
+        a = (zg @ zg.T - part if complement else part) + self.lam.float() * eye
+        return torch.cholesky_solve(rhs.unsqueeze(-1), torch.linalg.cholesky(a)).squeeze(-1)
 
     def estimate(self, latent: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
         """Estimates ``(B, M)`` of ``genes`` (long ``(B, M)``) from the latent ``(B, rank)``."""
