@@ -1,6 +1,4 @@
-import json
-import subprocess
-import sys
+"""``demo`` and ``fit``: the commands that train, and their user errors."""
 
 import anndata as ad
 import numpy as np
@@ -9,34 +7,7 @@ import pytest
 import gexbert_sc as gb
 from gexbert_sc.cli import main
 
-TINY = ["--set", "d_model=16", "--set", "n_layers=1", "--set", "n_heads=2", "--set", "d_ff=32",
-        "--set", "n_input=16", "--set", "n_target=16"]
-QUICK = [*TINY, "--phase1-epochs", "1", "--phase2-epochs", "1", "--no-progress"]
-
-
-@pytest.fixture
-def h5ad(tmp_path):
-    """A small log-scale cohort written to an .h5ad file."""
-    a = gb.datasets.synthetic(n_obs=60, n_vars=30, n_types=2, n_modules=2, module_size=8, random_state=0)
-    a.write_h5ad(tmp_path / "in.h5ad")
-    return tmp_path / "in.h5ad"
-
-
-def error_line(capsys, command: str) -> str:
-    """The one line a user error prints: no traceback, nothing else on stderr."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"gexbert-sc {command}: error: "), err
-    return lines[0]
-
-
-def run_python(code: str) -> str:
-    """Run ``code`` in a fresh interpreter and return its stdout (fails the test on a non-zero exit)."""
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr
-    return res.stdout
+from .conftest import QUICK, error_line
 
 
 def test_demo_writes_results_and_summary(tmp_path, capsys):
@@ -71,7 +42,8 @@ def test_fit_command_in_memory_and_backed(tmp_path, capsys):
 
 def test_fit_command_config_overrides(h5ad, tmp_path, capsys):
     args = ["--phase1-epochs", "1", "--phase2-epochs", "1", "--no-progress"]
-    sets = ["--set", "activation=relu", "--set", "d_model=16", "--set", "summary_readout=false"]
+    sets = ["--set", "activation=relu", "--set", "d_model=16", "--set", "summary_readout=false", "--set", "n_layers=1",
+            "--set", "n_input=16", "--set", "n_target=16", "--set", "min_steps_per_epoch=2"]
     assert main(["fit", str(h5ad), "--out", str(tmp_path / "o"), *sets, *args]) == 0
     model = gb.GexBERT.load(tmp_path / "o" / "model")
     c = model.config
@@ -181,12 +153,12 @@ def test_unexpected_errors_keep_their_traceback(h5ad, tmp_path, monkeypatch, cap
 
 
 def test_interrupt_exits_130(h5ad, tmp_path, monkeypatch, capsys):
-    import gexbert_sc.cli as cli
+    import gexbert_sc.cli._io as cli_io
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_read_h5ad", interrupt)
+    monkeypatch.setattr(cli_io, "read_h5ad", interrupt)
     assert main(["fit", str(h5ad), "--out", str(tmp_path / "o")]) == 130
     assert capsys.readouterr().err == "gexbert-sc fit: interrupted\n"
 
@@ -195,60 +167,4 @@ def test_argument_errors_are_one_line(capsys):
     with pytest.raises(SystemExit) as e:
         main(["fit", "in.h5ad", "--seed", "-1"])
     assert e.value.code == 2
-    assert "argument --seed: expected an integer >= 0" in error_line(capsys, "fit")
-
-
-def test_console_script_error_in_a_subprocess(tmp_path):
-    """The installed entry point: a file that is not an .h5ad gives one line on stderr and exit status 3."""
-    path = _text_file(tmp_path)
-    res = subprocess.run([sys.executable, "-m", "gexbert_sc.cli", "fit", str(path), "--out", str(tmp_path / "o")],
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 3
-    assert "Traceback" not in res.stderr
-    assert res.stderr.splitlines() == [res.stderr.strip()]
-    assert res.stderr.startswith(f"gexbert-sc fit: error: cannot read {path} as an .h5ad file")
-
-
-# ---------------------------------------------------------------- --help, --version and a lazy import
-HEAVY = ("torch", "anndata", "scanpy")
-
-
-@pytest.mark.parametrize("argv", [["--help"], ["fit", "--help"], ["demo", "--help"], ["--version"]])
-def test_help_and_version_do_not_import_heavy_modules(argv):
-    code = (
-        "import json, sys\n"
-        "from gexbert_sc.cli import main\n"
-        f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-        f"print(json.dumps({{m: m in sys.modules for m in {HEAVY!r}}}))\n"
-    )
-    stdout = run_python(code)
-    assert json.loads(stdout.splitlines()[-1]) == dict.fromkeys(HEAVY, False)
-    if argv == ["--version"]:
-        assert stdout.splitlines()[0] == f"gexbert-sc {gb.__version__}"
-    else:
-        assert "exit codes:" in stdout
-        for code_line in ("0 ", "1 ", "2 ", "3 ", "4 ", "5 "):
-            assert f"\n  {code_line}" in stdout
-
-
-def test_package_imports_lazily():
-    code = (
-        "import json, sys\n"
-        "import gexbert_sc as gb\n"
-        "lazy = [m for m in ('torch', 'anndata', 'scanpy') if m in sys.modules]\n"
-        "names = sorted(vars(gb))\n"
-        "listing = dir(gb)\n"
-        "from gexbert_sc import GexBERT, GexBERTConfig\n"
-        "ok = callable(gb.tl.fit) and GexBERT is gb.GexBERT and GexBERTConfig is gb.model.GexBERTConfig\n"
-        "subs = [type(getattr(gb, m)).__name__ for m in ('datasets', 'pl', 'pp', 'tl')]\n"
-        "try:\n    gb.nope\n    missing = False\nexcept AttributeError:\n    missing = True\n"
-        "print(json.dumps(dict(lazy=lazy, names=names, listing=listing, ok=ok, subs=subs, missing=missing, "
-        "all=gb.__all__, version=gb.__version__)))\n"
-    )
-    r = json.loads(run_python(code).splitlines()[-1])
-    assert r["lazy"] == []
-    assert "PackageNotFoundError" not in r["names"] and "version" not in r["names"]
-    assert r["all"] == ["GexBERT", "GexBERTConfig", "datasets", "pl", "pp", "tl", "__version__"]
-    assert sorted(r["listing"]) == sorted(r["all"])
-    assert r["ok"] and r["missing"] and r["subs"] == ["module"] * 4
-    assert r["version"] == gb.__version__
+    assert "argument --seed/--random-state: expected an integer >= 0" in error_line(capsys, "fit")
