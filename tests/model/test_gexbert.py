@@ -210,7 +210,7 @@ def test_config_presets_and_overrides():
     with pytest.raises(ValueError, match="n_levels"):
         resolve_config("cpu", n_levels=1)
     with pytest.raises(ValueError, match="unknown config preset"):
-        resolve_config("gpu")
+        resolve_config("gpux")
     with pytest.raises(ValueError, match="config.activation must be one of"):
         resolve_config("cpu", activation="tanh")
     assert isinstance(resolve_config(GexBERTConfig()), GexBERTConfig)

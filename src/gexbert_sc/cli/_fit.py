@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
                     "Train GexBERT on an .h5ad file and write the model (OUT/model) and the embeddings "
                     "(OUT/adata_gexbert.h5ad).")
     f.add_argument("input", help="samples x genes .h5ad, log-scale values")
-    f.add_argument("--config", default="cpu", help="preset: cpu or paper (default: cpu)")
+    f.add_argument("--config", default="cpu", help="preset: cpu, gpu, paper or auto (gpu with CUDA and 2,000+ samples; default: cpu)")
     f.add_argument("--layer", default=None, help="layer to train on instead of .X")
     f.add_argument("--batch-key", default=None, help="obs column whose groups are standardised separately")
     f.add_argument("--backed", action="store_true", help="stream .X from disk instead of loading it")

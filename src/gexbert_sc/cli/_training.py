@@ -16,7 +16,7 @@ def config_from_args(preset: str, settings: list[str]):
     Parameters
     ----------
     preset
-        Name of a config preset (``cpu`` or ``paper``).
+        Name of a config preset (``cpu``, ``gpu``, ``paper`` or ``auto``).
     settings
         ``KEY=VALUE`` strings; a VALUE is read as JSON (numbers, true/false), else as text.
 

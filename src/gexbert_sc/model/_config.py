@@ -1,4 +1,4 @@
-"""Model and training configuration, with the ``"cpu"`` and ``"paper"`` presets."""
+"""Model and training configuration, with the ``"cpu"``, ``"gpu"`` and ``"paper"`` presets (and ``"auto"``)."""
 
 from __future__ import annotations
 
@@ -15,23 +15,34 @@ LinearPath = Literal["none", "fixed", "learned"]
 class GexBERTConfig:
     """Architecture and training settings of a :class:`~gexbert_sc.GexBERT`.
 
-    The presets (``config="cpu"`` or ``"paper"``; any setting can be overridden):
+    The presets (``config="cpu"``, ``"gpu"`` or ``"paper"``; any setting can be overridden):
 
-    ================  ============  ============  ===========================================
-    setting           ``"cpu"``     ``"paper"``   why
-    ================  ============  ============  ===========================================
-    d_model           64            200           paper: 200
-    n_layers          2             8             paper: 8 (encoder and decoder each)
-    n_heads           4             8             paper: 8
-    d_ff              128           800           open in the paper; 4 x d_model for paper
-    value_encoding    interp_proj   binned        binned = the paper's hard levels
-    summary_readout   True          False         the paper's decoder has none
-    linear_path       none          none          "fixed": ridge-level restoring (opt-in, see below)
-    n_input/n_target  256/256       512/512       paper: 512
-    lr                5e-3          1e-4          open in the paper
-    phase1/2 epochs   15/25         10,000/1,500  paper: 10,000 and 1,500
-    patience          8             50            early stopping on the validation loss
-    ================  ============  ============  ===========================================
+    ================  ============  ============  ============  ===========================================
+    setting           ``"cpu"``     ``"gpu"``     ``"paper"``   why
+    ================  ============  ============  ============  ===========================================
+    d_model           64            256           200           paper: 200; gpu: a multiple of 64
+    n_layers          2             4             8             paper: 8 (encoder and decoder each)
+    n_heads           4             8             8             paper: 8; gpu: head dim 32 (fast kernels)
+    d_ff              128           1024          800           open in the paper; 4 x d_model (gpu, paper)
+    value_encoding    interp_proj   interp_proj   binned        binned = the paper's hard levels
+    summary_readout   True          True          False         the paper's decoder has none
+    linear_path       none          none          none          "fixed": ridge-level restoring (opt-in)
+    n_input/n_target  256/256       512/512       512/512       paper: 512
+    batch_size        32            256           32            gpu: fills the GPU (paper: open)
+    lr                5e-3          2e-3          1e-4          open in the paper
+    phase1/2 epochs   15/25         40/80         10,000/1,500  paper: 10,000 and 1,500
+    patience          8             10            50            early stopping on the validation loss
+    ================  ============  ============  ============  ===========================================
+
+    ``"gpu"`` keeps the ``"cpu"`` preset's training choices (interpolated values with the per-gene
+    projection, the summary readout, GELU, AdamW with warm-up and cosine decay, no dropout, no
+    ``n_input_min``) at a width whose matrix shapes suit tensor cores (multiples of 64, head dimension
+    32: the fused attention kernels). Its learning rate is scaled down from the ``"cpu"`` preset's for the
+    4x width and up for the 8x batch; its quality and GPU speed are not yet measured (see
+    ``docs/design.md``, "GPU training"). ``config="auto"`` picks ``"gpu"`` where CUDA is available and
+    the data are large enough for it (``n_obs`` of at least :data:`AUTO_GPU_MIN_OBS` samples, when
+    known), else ``"cpu"``: choose ``"cpu"`` for CPU training and small cohorts, ``"gpu"`` for
+    TCGA-scale data on a GPU, ``"paper"`` to reproduce the paper's network.
 
     Parameters
     ----------
@@ -75,6 +86,10 @@ class GexBERTConfig:
         With a value, each training batch draws its number of input genes log-uniformly from
         ``[n_input_min, n_input]``, so the model also learns to restore from small panels; None:
         always ``n_input``.
+    compile
+        Train with ``torch.compile`` (beyond the paper; a speed option, the same step up to rounding).
+        Where compilation is unavailable or fails (e.g. on CPU without a C compiler), training logs a
+        warning and runs in eager mode. Inference always runs eagerly.
     level_cut
         How the levels are placed on the standardised scale: ``"quantile"`` (equal-frequency levels
         fitted on the training values) or ``"uniform"`` (equally spaced over ``[-clip, clip]``).
@@ -112,6 +127,7 @@ class GexBERTConfig:
     linear_path: LinearPath = "none"
     linear_rank: int = 256
     n_input_min: int | None = None
+    compile: bool = False
     level_cut: LevelCut = "quantile"
     clip: float = 3.0
     n_input: int = 256
@@ -151,8 +167,9 @@ class GexBERTConfig:
                               ("linear_path", LinearPath)):
             if getattr(self, name) not in get_args(choices):
                 raise ValueError(f"config.{name} must be one of {get_args(choices)}, got {getattr(self, name)!r}")
-        if not isinstance(self.summary_readout, bool):
-            raise ValueError(f"config.summary_readout must be True or False, got {self.summary_readout!r}")
+        for name in ("summary_readout", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"config.{name} must be True or False, got {getattr(self, name)!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"config.dropout must be in [0, 1), got {self.dropout!r}")
         if not 0.0 <= self.val_fraction < 0.9:
@@ -194,16 +211,55 @@ PRESETS: dict[str, GexBERTConfig] = {
         phase2_epochs=1_500,
         patience=50,
     ),
+    "gpu": GexBERTConfig(
+        d_model=256,
+        n_layers=4,
+        n_heads=8,
+        d_ff=1024,
+        n_input=512,
+        n_target=512,
+        batch_size=256,
+        lr=2e-3,
+        phase1_epochs=40,
+        phase2_epochs=80,
+        patience=10,
+    ),
 }
 
+#: ``config="auto"`` picks the ``"gpu"`` preset on CUDA only for at least this many samples (when the
+#: caller passes ``n_obs``): smaller cohorts train the small ``"cpu"`` network, which they fill.
+AUTO_GPU_MIN_OBS = 2_000
 
-def resolve_config(config: str | dict | GexBERTConfig = "cpu", **overrides: Any) -> GexBERTConfig:
-    """Build a validated config from a preset name, a dict or a config, plus keyword overrides."""
+
+def auto_preset(n_obs: int | None = None, cuda: bool | None = None) -> str:
+    """The preset ``config="auto"`` stands for.
+
+    ``"gpu"`` where CUDA is available (``cuda``; None: ask torch) and ``n_obs`` (if given) is at least
+    :data:`AUTO_GPU_MIN_OBS`, else ``"cpu"``.
+    """
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    return "gpu" if cuda and (n_obs is None or n_obs >= AUTO_GPU_MIN_OBS) else "cpu"
+
+
+def resolve_config(
+    config: str | dict | GexBERTConfig = "cpu", *, n_obs: int | None = None, **overrides: Any
+) -> GexBERTConfig:
+    """Build a validated config from a preset name, a dict or a config, plus keyword overrides.
+
+    ``"auto"`` stands for the preset :func:`auto_preset` picks, informed by ``n_obs`` (the number of samples).
+    """
     if isinstance(config, GexBERTConfig):
         base = config
     elif isinstance(config, str):
+        if config == "auto":
+            config = auto_preset(n_obs)
         if config not in PRESETS:
-            raise ValueError(f"unknown config preset {config!r}; choose one of {sorted(PRESETS)} or pass a dict")
+            raise ValueError(
+                f"unknown config preset {config!r}; choose one of {sorted([*PRESETS, 'auto'])} or pass a dict"
+            )
         base = PRESETS[config]
     elif isinstance(config, dict):
         base, overrides = PRESETS["cpu"], {**config, **overrides}

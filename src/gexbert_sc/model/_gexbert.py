@@ -101,7 +101,7 @@ class GexBERT:
         check_obs_key(adata, batch_key, "batch_key")
         check_unique_genes(adata)
         check_dtype(matrix_of(adata, layer), where_of(layer))  # the values are checked in the set-up scan
-        self.config = resolve_config(config, **config_overrides)
+        self.config = resolve_config(config, n_obs=adata.n_obs, **config_overrides)
         self.random_state = check_random_state(random_state)
         if adata.n_vars < 2:
             raise ValueError(f"adata has {adata.n_vars} gene(s); GexBERT needs at least 2")

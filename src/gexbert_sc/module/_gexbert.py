@@ -92,9 +92,10 @@ class GexBERTModule(nn.Module):
         """Width of :meth:`encode`'s output: ``d_model``, plus ``linear_rank`` with a linear path."""
         return self.d_model + (0 if self.linear is None else self.linear.rank)
 
-    def encode(self, genes: torch.Tensor, values: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """The encoded state ``(B, state_dim)``: the summary (cls) embedding (first ``d_model`` columns), then, with a linear path, its latent (:meth:`encode_linear`) from the same genes."""
-        s = self.encode_summary(genes, values)
+    def encode(self, genes: torch.Tensor, values: torch.Tensor, rows: torch.Tensor | None = None,
+               key_mask: bool | None = None) -> torch.Tensor:
+        """The encoded state ``(B, state_dim)``: the summary (cls) embedding (first ``d_model`` columns), then, with a linear path, its latent (:meth:`encode_linear`) from the same genes; ``key_mask`` as in :meth:`encode_summary`."""
+        s = self.encode_summary(genes, values, key_mask)
         if self.linear is None:
             return s
         return torch.cat([s, self.encode_linear(genes, values, rows).to(s.dtype)], dim=1)
@@ -104,15 +105,20 @@ class GexBERTModule(nn.Module):
         with torch.autocast(genes.device.type, enabled=False):
             return self.linear.latent(genes, values.float(), rows)
 
-    def encode_summary(self, genes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    def encode_summary(self, genes: torch.Tensor, values: torch.Tensor, key_mask: bool | None = None) -> torch.Tensor:
         """Summary (cls) embedding, ``(B, d_model)``.
 
         ``genes``: long ``(B, N)`` vocabulary indices; ``values``: float ``(B, N)`` standardised
         values, NaN where missing. Missing genes are masked out of attention. The summary is the
         cls position's residual stream, with no final LayerNorm (one stalled training here). The
         last layer computes the cls position only.
+
+        ``key_mask``: None (default) looks for missing values and builds the attention mask only where
+        there are some (a device-to-host synchronisation); False promises that no input value is missing
+        and runs attention without a mask (the fused kernels); True always builds the mask from the NaNs.
+        The trainer knows which case a batch is from its observed-gene counts, so it passes False or True.
         """
-        x, keep = self._encoder_input(genes, values)
+        x, keep = self._encoder_input(genes, values, key_mask)
         last = len(self.encoder) - 1
         for i, layer in enumerate(self.encoder):
             # only the summary position of the last layer is used: its other N-1 positions (their
@@ -120,15 +126,18 @@ class GexBERTModule(nn.Module):
             x = layer(x, keep, first_only=i == last)
         return x[:, 0]
 
-    def _encoder_input(self, genes: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Tokens with the cls token in front ``(B, N + 1, D)``, and the key mask (None when nothing is missing)."""
+    def _encoder_input(
+        self, genes: torch.Tensor, values: torch.Tensor, key_mask: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tokens with the cls token in front ``(B, N + 1, D)``, and the key mask (None when nothing is missing, or when ``key_mask`` is False)."""
         x = self.tokens(genes, values)
         x = torch.cat([self.cls.to(x.dtype).expand(x.shape[0], 1, -1), x], dim=1)
+        if key_mask is False:
+            return x, None
         missing = torch.isnan(values)
-        keep = None
-        if bool(missing.any()):
-            keep = torch.cat([torch.ones_like(missing[:, :1]), ~missing], dim=1)
-        return x, keep
+        if key_mask is None and not bool(missing.any()):
+            return x, None
+        return x, torch.cat([torch.ones_like(missing[:, :1]), ~missing], dim=1)
 
     def cls_attention(self, genes: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Summary embedding and the summary (cls) query's attention over the input genes, per layer and head.
@@ -179,9 +188,9 @@ class GexBERTModule(nn.Module):
         return out
 
     def forward(self, genes: torch.Tensor, values: torch.Tensor, targets: torch.Tensor,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Encode ``(genes, values)`` and restore the genes ``targets``; ``rows`` (training only): the samples' data rows, left out of the linear path's factors."""
-        return self.decode(self.encode(genes, values, rows), targets)
+                rows: torch.Tensor | None = None, key_mask: bool | None = None) -> torch.Tensor:
+        """Encode ``(genes, values)`` and restore the genes ``targets``; ``rows`` (training only): the samples' data rows, left out of the linear path's factors; ``key_mask``: see :meth:`encode_summary`."""
+        return self.decode(self.encode(genes, values, rows, key_mask), targets)
 
 
 def masked_sse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

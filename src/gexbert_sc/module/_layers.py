@@ -67,11 +67,13 @@ class EncoderLayer(nn.Module):
         H = self.n_heads
         hd = D // H
         qkv = self.qkv(self.norm(x)).view(B, N, 3, H, hd)
-        # On CPU the attention kernel is faster when the head dimension is a multiple of the
-        # SIMD width (8 floats): zero-padding q, k and v leaves every dot product, and so the
-        # result, unchanged (the pad columns of the output are dropped); measured in
-        # benchmarks/results/speed_on_cpu.md.
-        pad = (-hd) % 8 if x.device.type == "cpu" else 0
+        # Zero-padding q, k and v to a head dimension that is a multiple of 8 leaves every dot
+        # product, and so the result, unchanged (the pad columns of the output are dropped; the
+        # scale stays hd ** -0.5). On CPU the attention kernel is faster so (SIMD width, measured in
+        # benchmarks/results/speed_on_cpu.md); on CUDA the kernels that take a mask (memory-efficient,
+        # cuDNN) need it, else a masked batch falls back to the math kernel. Unmasked CUDA attention
+        # (flash) pads internally, so it is left alone there.
+        pad = (-hd) % 8 if (x.device.type == "cpu" or keep is not None) else 0
         if pad:
             qkv = F.pad(qkv, (0, pad))
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)

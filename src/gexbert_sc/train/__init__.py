@@ -5,10 +5,10 @@ Public for developers who build on the network; users train through :meth:`gexbe
 
 from ._checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from ._distributed import dist_info, init_distributed, resolve_device
-from ._sampling import draw_input_size, observed_first_subsets, phase_sizes, sample_genes
+from ._sampling import draw_input_size, observed_first_subsets, phase_sizes, sample_genes, sample_observed_genes
 from ._schedule import EarlyStopping, lr_factor
 from ._seeding import check_random_state, derive_seed
-from ._step import autocast, make_optimizer, micro_batch_size, tokens_per_pass, train_step
+from ._step import autocast, make_optimizer, micro_batch_size, run_step, step_passes, tokens_per_pass, train_step
 from ._trainer import Trainer, TrainPlan
 from ._validation import ValidationSet, evaluate
 
@@ -32,8 +32,11 @@ __all__ = [
     "observed_first_subsets",
     "phase_sizes",
     "resolve_device",
+    "run_step",
     "sample_genes",
+    "sample_observed_genes",
     "save_checkpoint",
+    "step_passes",
     "tokens_per_pass",
     "train_step",
 ]

@@ -53,6 +53,50 @@ def sample_genes(
     return inputs, targets
 
 
+def sample_observed_genes(
+    observed: torch.Tensor,
+    n_input: int,
+    n_target: int,
+    phase: int,
+    generator: torch.Generator | None = None,
+    keys: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, input genes drawn among its observed genes, and a disjoint target set, on ``observed``'s device.
+
+    Parameters
+    ----------
+    observed
+        Boolean ``(B, G)``: True where a row's value is observed.
+    n_input, n_target, phase
+        Set sizes and phase, as in :func:`sample_genes` (sizes from :func:`phase_sizes`).
+    generator
+        Draws the random keys (a generator on ``observed``'s device); unused when ``keys`` is given.
+    keys
+        Uniform random keys ``(B, G)`` in ``[0, 1)`` to rank the genes by, on ``observed``'s device
+        (under DDP every process draws the whole batch's keys and passes its own rows').
+
+    Returns
+    -------
+    inputs, targets
+        Long ``(B, n_in)`` and ``(B, n_tgt)``. Every gene is ranked by its key, missing genes below all
+        observed ones, and the top ``n_in`` are the inputs: a uniform random subset of the observed
+        genes where a row has at least ``n_in`` of them (then no attention mask is needed), all its
+        observed genes and random missing ones otherwise. In phase 1 the targets are the inputs; in
+        phase 2 they are the next ``n_tgt`` genes of the ranking (observed ones first, disjoint from the
+        inputs); the loss counts observed targets only.
+    """
+    B, G = observed.shape
+    n_in, n_tgt = phase_sizes(G, n_input, n_target, phase)
+    if keys is None:
+        keys = torch.rand(B, G, generator=generator, device=observed.device)
+    keys = keys - (~observed).to(keys.dtype)  # missing genes rank in [-1, 0), below every observed one
+    if phase == 1:
+        inputs = keys.topk(n_in, dim=1, sorted=False).indices
+        return inputs, inputs
+    idx = keys.topk(n_in + n_tgt, dim=1, sorted=True).indices
+    return idx[:, :n_in], idx[:, n_in:]
+
+
 def observed_first_subsets(
     observed: torch.Tensor, n_input: int, n_repeats: int, generator: torch.Generator
 ) -> torch.Tensor:

@@ -35,6 +35,55 @@ def micro_batch_size(module: GexBERTModule, tokens_per_sample: int, batch_size: 
     return int(max(1, min(batch_size, limit // max(1, tokens_per_sample))))
 
 
+def step_passes(n_rows: int, micro_batch: int, n_dense: int | None = None) -> list[tuple[slice, bool | None]]:
+    """The passes of a step: row slices of at most ``micro_batch`` rows, each with the ``key_mask`` it runs with.
+
+    With ``n_dense`` (rows ``[0, n_dense)`` have no missing input, the rest may have some), the dense rows
+    run without an attention mask (``False``) and the others with one (``True``), never mixed in one pass;
+    without it every pass looks for missing inputs itself (``None``).
+    """
+    if n_dense is None:
+        return [(slice(j, j + micro_batch), None) for j in range(0, n_rows, micro_batch)]
+    dense = [(slice(j, min(j + micro_batch, n_dense)), False) for j in range(0, n_dense, micro_batch)]
+    return dense + [(slice(j, min(j + micro_batch, n_rows)), True) for j in range(n_dense, n_rows, micro_batch)]
+
+
+def run_step(
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    gi: torch.Tensor,
+    vals: torch.Tensor,
+    gt: torch.Tensor,
+    tgt: torch.Tensor,
+    *,
+    micro_batch: int,
+    grad_clip: float = 0.0,
+    rows: torch.Tensor | None = None,
+    n_dense: int | None = None,
+) -> torch.Tensor:
+    """:func:`train_step`, returning the batch's masked MSE as a 0-d tensor on the device (no device-to-host synchronisation)."""
+    device = vals.device
+    n_obs = (~torch.isnan(tgt)).sum().clamp(min=1)
+    opt.zero_grad(set_to_none=True)
+    total = torch.zeros((), device=device)
+    passes = step_passes(len(gi), micro_batch, n_dense)
+    for i, (sl, key_mask) in enumerate(passes):
+        last = i == len(passes) - 1
+        extra = () if rows is None else (rows[sl],)
+        kw = {} if key_mask is None else {"key_mask": key_mask}
+        with net.no_sync() if (hasattr(net, "no_sync") and not last) else nullcontext():
+            with autocast(device):
+                pred = net(gi[sl], vals[sl], gt[sl], *extra, **kw)
+            loss = masked_sse(pred, tgt[sl]) / n_obs
+            loss.backward()
+        total += loss.detach()
+    if grad_clip:
+        params = [p for g in opt.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    return total
+
+
 def train_step(
     net: torch.nn.Module,
     opt: torch.optim.Optimizer,
@@ -46,6 +95,7 @@ def train_step(
     micro_batch: int,
     grad_clip: float = 0.0,
     rows: torch.Tensor | None = None,
+    n_dense: int | None = None,
 ) -> float:
     """One optimisation step on a batch: restore ``tgt`` at genes ``gt`` from ``vals`` at ``gi``.
 
@@ -53,26 +103,12 @@ def train_step(
     the batch's number of observed targets, so the summed gradient is that of
     :func:`~gexbert_sc.module.masked_mse` over the whole batch. Under DDP only the last pass synchronises
     gradients. ``rows`` (the samples' data rows) go to the network, whose linear path leaves each one out of
-    its factors. Returns the batch's masked MSE.
+    its factors. ``n_dense``: the first ``n_dense`` rows have no missing input genes and run without an
+    attention mask, the others in passes of their own with one (see :func:`step_passes`). Returns the
+    batch's masked MSE.
     """
-    device = vals.device
-    n_obs = (~torch.isnan(tgt)).sum().clamp(min=1)
-    opt.zero_grad(set_to_none=True)
-    total = torch.zeros((), device=device)
-    for j in range(0, len(gi), micro_batch):
-        sl = slice(j, j + micro_batch)
-        last = j + micro_batch >= len(gi)
-        with net.no_sync() if (hasattr(net, "no_sync") and not last) else nullcontext():
-            with autocast(device):
-                pred = net(gi[sl], vals[sl], gt[sl]) if rows is None else net(gi[sl], vals[sl], gt[sl], rows[sl])
-            loss = masked_sse(pred, tgt[sl]) / n_obs
-            loss.backward()
-        total += loss.detach()
-    if grad_clip:
-        params = [p for g in opt.param_groups for p in g["params"]]
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    opt.step()
-    return float(total)
+    return float(run_step(net, opt, gi, vals, gt, tgt, micro_batch=micro_batch, grad_clip=grad_clip, rows=rows,
+                          n_dense=n_dense))
 
 
 def make_optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:

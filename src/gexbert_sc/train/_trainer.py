@@ -16,12 +16,14 @@ from tqdm.auto import tqdm
 
 from gexbert_sc.module import GexBERTModule
 
+from ._batches import effective_input_size, host_batches, read_batch, to_device
 from ._checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from ._compile import CompiledStep, compile_network
 from ._distributed import all_reduce_sum, dist_info, wrap
-from ._sampling import draw_input_size, sample_genes
+from ._sampling import draw_input_size
 from ._schedule import EarlyStopping, lr_factor
 from ._seeding import derive_seed
-from ._step import make_optimizer, micro_batch_size, train_step
+from ._step import make_optimizer, micro_batch_size, run_step
 from ._validation import RowFetcher, ValidationSet, evaluate
 
 logger = logging.getLogger("gexbert_sc")
@@ -35,10 +37,13 @@ class TrainPlan:
     genes); each phase stops early once its validation loss has not improved by ``min_delta`` for
     ``patience`` epochs, and keeps its best weights. An epoch is one pass over the training samples in random
     order, or, when that is fewer than ``min_steps_per_epoch`` batches, as many shuffled passes as make up
-    that many batches (each visit of a sample draws other genes). With ``n_input_min``, each batch draws its
-    number of input genes log-uniformly from ``[n_input_min, n_input]``. ``micro_batch`` splits each batch into
-    passes whose gradients are summed (the same step); None picks it with
-    :func:`~gexbert_sc.train.micro_batch_size`.
+    that many batches (each visit of a sample draws other genes). Each sample's input genes are drawn among
+    its observed genes (:func:`~gexbert_sc.train.sample_observed_genes`). With ``n_input_min``, each batch
+    draws its number of input genes log-uniformly from ``[n_input_min, n_input]``. ``micro_batch`` splits
+    each batch into passes whose gradients are summed (the same step); None picks it with
+    :func:`~gexbert_sc.train.micro_batch_size`. ``compile`` runs the steps with ``torch.compile`` (eager
+    mode, with a logged warning, where that is unavailable or fails). ``prefetch`` reads the next batch in a
+    background thread during each step; None: on CUDA only.
     """
 
     n_input: int
@@ -54,6 +59,8 @@ class TrainPlan:
     min_steps_per_epoch: int = 25
     micro_batch: int | None = None
     n_input_min: int | None = None
+    compile: bool = False
+    prefetch: bool | None = None
 
     @classmethod
     def from_config(cls, config, phase_epochs: tuple[int, int]) -> TrainPlan:
@@ -131,8 +138,14 @@ class Trainer:
         seed = derive_seed(random_state, "train", self.start_epoch)
         self.gen = torch.Generator().manual_seed(seed)
         self.rng = np.random.default_rng(seed)
+        # the genes are drawn where they are used: with the CPU generator on CPU, else with one on the device
+        self.key_gen = self.gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(
+            derive_seed(random_state, "train-keys", self.start_epoch))
+        self.pin = device.type == "cuda" and torch.cuda.is_available()
+        self.prefetch = device.type == "cuda" if plan.prefetch is None else bool(plan.prefetch)
         self.opt = make_optimizer(module, plan.lr, plan.weight_decay)
         self.net = wrap(module, device)
+        self.steps = CompiledStep(self.net, compile_network(self.net) if plan.compile else None)
         self.phase, self.epoch_in_phase = 1, 0
         self.stopper = EarlyStopping(plan.patience, plan.min_delta)
 
@@ -152,6 +165,7 @@ class Trainer:
             "state": {"phase": self.phase, "ep": self.epoch_in_phase, **self.stopper.state()},
             "numpy_rng": json.dumps(self.rng.bit_generator.state),
             "torch_rng": self.gen.get_state(),
+            "key_rng": None if self.key_gen is self.gen else self.key_gen.get_state(),
             "history": self.history,
         })
 
@@ -169,6 +183,8 @@ class Trainer:
         self.stopper.best, self.stopper.bad, self.stopper.best_state = st["best"], st["bad"], c["best_state"]
         self.rng.bit_generator.state = json.loads(c["numpy_rng"])
         self.gen.set_state(c["torch_rng"])
+        if self.key_gen is not self.gen and c.get("key_rng") is not None:
+            self.key_gen.set_state(c["key_rng"])
         self.history[:] = list(c["history"])
         logger.info("resumed from %s at epoch %d (phase %d)", self.ckpt, len(self.history), self.phase)
 
@@ -249,24 +265,26 @@ class Trainer:
         p = self.plan
         self.module.train()
         perm = np.concatenate([self.rng.permutation(train_rows) for _ in range(passes)])
-        loss_sum, loss_n, lr = 0.0, 0, p.lr
-        for i, start in enumerate(range(0, len(perm), p.batch_size)):
-            rows = np.sort(perm[start : start + p.batch_size])
-            n_in = draw_input_size(p.n_input_min, p.n_input, self.gen)
-            gi, gt = sample_genes(len(rows), self.n_genes, n_in, p.n_target, phase, self.gen, self.device)
-            if self.world > 1:
-                mine = np.arange(self.rank, len(rows), self.world)
-                rows, gi, gt = rows[mine], gi[mine], gt[mine]
-            x = self.fetch(rows).to(self.device, non_blocking=True)
+        specs = [(np.sort(perm[start : start + p.batch_size]),
+                  effective_input_size(self.n_genes, draw_input_size(p.n_input_min, p.n_input, self.gen), p.n_target,
+                                       phase))
+                 for start in range(0, len(perm), p.batch_size)]
+        loss_sum, loss_n, lr = torch.zeros((), device=self.device), 0, p.lr
+        for i, hb in enumerate(host_batches(self._read, specs, self.prefetch)):
+            b = to_device(hb, phase, p.n_target, self.key_gen, self.device)
             lr = p.lr * lr_factor(self.epoch_in_phase * self.steps_per_epoch + i, max_epochs * self.steps_per_epoch,
                                   p.warmup_steps)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            loss = train_step(self.net, self.opt, gi, x.gather(1, gi), gt, x.gather(1, gt),
-                              micro_batch=self.micro, grad_clip=p.grad_clip,
-                              rows=torch.as_tensor(rows, device=self.device))
-            loss_sum += loss * len(rows)
-            loss_n += len(rows)
-        loss_sum, loss_n = all_reduce_sum([loss_sum, float(loss_n)], self.device)
+            loss = self.steps(lambda net, b=b: run_step(net, self.opt, b.gi, b.vals, b.gt, b.tgt, micro_batch=self.micro,
+                                                        grad_clip=p.grad_clip, rows=b.rows, n_dense=b.n_dense))
+            loss_sum += loss * len(hb.rows)  # summed on the device: no synchronisation per step
+            loss_n += len(hb.rows)
+        loss_sum, loss_n = all_reduce_sum([float(loss_sum), float(loss_n)], self.device)
         return {"phase": phase, "epoch": len(self.history), "train_loss": loss_sum / max(loss_n, 1), "lr": lr,
                 "_t0": t0}
+
+    def _read(self, rows: np.ndarray, n_in: int):
+        """The share of a batch this process trains on, read on the host (see :func:`~gexbert_sc.train._batches.read_batch`)."""
+        return read_batch(self.fetch, rows, n_in, rank=self.rank, world=self.world, pin=self.pin,
+                          keep_observed=self.device.type == "cpu")
