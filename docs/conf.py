@@ -53,7 +53,7 @@ templates_path = ["_static/templates"]
 # MyST / myst-nb
 myst_enable_extensions = ["colon_fence", "deflist", "dollarmath"]
 myst_heading_anchors = 3  # anchors for ## and ### headings, e.g. design.md#speed-on-cpu
-nb_execution_mode = "off"  # notebooks, when added, are rendered with their stored outputs
+nb_execution_mode = "off"  # the tutorials are rendered with their stored outputs (the tests execute them)
 
 # autodoc / autosummary
 autosummary_generate = True
@@ -104,6 +104,32 @@ def _append_new_results(app, docname, source):
     source[0] = text.rstrip("\n") + "\n" + "\n".join(parts)
 
 
+# -- tutorials: the notebooks of ../tutorials, rendered under tutorials/ -------
+
+TUTORIALS = HERE.parent / "tutorials"
+
+
+def _copy_tutorials(app, config):
+    """Copy ``../tutorials/*.ipynb`` next to ``tutorials/index.md`` (Sphinx reads sources under docs/ only).
+
+    The copies are git-ignored (``docs/tutorials/.gitignore``); a copy is rewritten only when its
+    notebook changed, so that incremental builds stay incremental.
+    """
+    notebooks = sorted(TUTORIALS.glob("*.ipynb"))
+    if not notebooks:
+        raise FileNotFoundError(f"no tutorial notebooks in {TUTORIALS}; the docs render them")
+    dest = Path(app.srcdir) / "tutorials"
+    dest.mkdir(exist_ok=True)
+    for nb in notebooks:
+        target = dest / nb.name
+        data = nb.read_bytes()
+        if not target.is_file() or target.read_bytes() != data:
+            target.write_bytes(data)
+    for stale in set(dest.glob("*.ipynb")) - {dest / nb.name for nb in notebooks}:
+        stale.unlink()
+
+
 def setup(app):
     """Connect the hooks above."""
+    app.connect("config-inited", _copy_tutorials)
     app.connect("source-read", _append_new_results)
