@@ -80,6 +80,13 @@ OUT = Path(__file__).parent / "results"
 COHORTS = ("synthetic", "tcga_skcm", "ovarian", "nki", "pooled")
 IMPUTE_METHODS = ("gexbert", "mean", "knn", "softimpute", "mice", "zero")
 RESTORE_METHODS = ("gexbert", "ridge", "softimpute", "knn", "mean")
+#: GexBERT variants a method label ``"gexbert:<variant>"`` selects: overrides of the default settings.
+GEXBERT_VARIANTS = {
+    "linear": {"linear_path": "fixed"},  # the network trained on top of the linear path
+    "linear_only": {"linear_path": "fixed", "phase1_epochs": 0, "phase2_epochs": 0},  # no network training
+    "none": {"linear_path": "none"},  # the network alone
+}
+VARIANT_LABELS = tuple(f"gexbert:{v}" for v in GEXBERT_VARIANTS)
 MCAR_RATES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
 BLOCK_RATES = (0.2,)
 LOW_VALUE_RATES = (0.2,)
@@ -1079,8 +1086,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--block-rates", nargs="+", type=float, default=None, help="gene_block rates")
     ap.add_argument("--low-rates", nargs="+", type=float, default=None, help="low_value rates")
     ap.add_argument("--mechanisms", nargs="+", choices=("mcar", "gene_block", "low_value"), default=None)
-    ap.add_argument("--methods", nargs="+", choices=IMPUTE_METHODS, default=None, help="imputation methods")
-    ap.add_argument("--restore-methods", nargs="+", choices=RESTORE_METHODS, default=None)
+    ap.add_argument("--methods", nargs="+", choices=IMPUTE_METHODS + VARIANT_LABELS, default=None,
+                    help="imputation methods; gexbert:<variant> for a GexBERT variant (GEXBERT_VARIANTS)")
+    ap.add_argument("--restore-methods", nargs="+", choices=RESTORE_METHODS + VARIANT_LABELS, default=None)
     ap.add_argument("--mice-max-entries", type=int, default=None,
                     help="skip MICE on cohorts with more samples x genes (default: 1,000,000; 0: never skip)")
     ap.add_argument("--synthetic-size", nargs=2, type=int, metavar=("N_OBS", "N_VARS"), default=None)
@@ -1170,7 +1178,8 @@ def main(argv: Iterable[str] | None = None) -> None:
         adata = load_cohort(name, synthetic_shape=shape)
         meta["cohorts"][name] = adata.uns["benchmark_cohort"]
         fit = {**epochs, **({"batch_key": "cohort"} if name == "pooled" else {})}
-        fkw = {m: fit for m in set(args.methods) | set(args.restore_methods) if m.startswith("gexbert")}
+        fkw = {m: {**fit, **GEXBERT_VARIANTS.get(m.partition(":")[2], {})}
+               for m in set(args.methods) | set(args.restore_methods) if m.startswith("gexbert")}
         logger.info("%s: %d x %d, %.1f%% NaN", name, *adata.shape, 100 * np.isnan(adata.X).mean())
         if "imputation" in args.parts:
             imp_parts.append(run_imputation(

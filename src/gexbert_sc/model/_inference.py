@@ -37,9 +37,13 @@ class EncodedBatch:
 
 
 def encode_rows(module: GexBERTModule, genes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """``module.encode`` in passes of cache-sized row chunks on CPU; float32 ``(B, d)``."""
+    """``module.encode_summary`` in passes of cache-sized row chunks on CPU; float32 ``(B, d_model)``.
+
+    The linear path's latent is not computed here: :func:`encode_batches` computes it once from every
+    observed gene, not from each input subset.
+    """
     step = micro_batch_size(module, genes.shape[1] + 1, len(genes), genes.device)
-    return torch.cat([module.encode(genes[i : i + step], values[i : i + step]).float()
+    return torch.cat([module.encode_summary(genes[i : i + step], values[i : i + step]).float()
                       for i in range(0, len(genes), step)])
 
 
@@ -96,7 +100,7 @@ def encode_batches(
         with autocast(device):
             emb = sum(encode_rows(module, s, z.gather(1, s)) for s in subsets) / len(subsets)
         if module.linear is not None:  # the linear path reads every observed gene, not the subsets
-            emb[:, module.d_model :] = linear_latent(module, z)
+            emb = torch.cat([emb, linear_latent(module, z)], dim=1)
         restored = None if gdec is None else decode(module, emb, gdec)
         yield EncodedBatch(rows, emb, restored)
 
