@@ -89,6 +89,23 @@ def test_anchor_genes_layer_and_in_place():
     assert adata.varm["s"]["all"].std() > 0 and adata.uns["s"]["params"]["layer"] == "expr"
 
 
+def test_anchor_genes_progress_bar_can_be_hidden(capsys, tmp_path):
+    """progress=False hides the bar over the groups (shown by default) and is recorded in the params."""
+    adata, planted = _cohort(n=80, n_genes=12, n_planted=2, effect=1.0, seed=3)
+    capsys.readouterr()
+    gb.tl.anchor_genes(adata, time_key="os_time", event_key="os_event", n_genes=3, key_added="shown")
+    assert "anchor genes" in capsys.readouterr().err
+    gb.tl.anchor_genes(adata, time_key="os_time", event_key="os_event", n_genes=3, key_added="quiet", progress=False)
+    assert "anchor genes" not in capsys.readouterr().err
+    # the bar changes nothing else
+    pd.testing.assert_frame_equal(adata.varm["quiet"], adata.varm["shown"])
+    assert list(adata.uns["quiet"]["anchors"]["all"]) == list(adata.uns["shown"]["anchors"]["all"])
+    assert adata.varm["quiet"].loc[planted, "all"].min() > adata.varm["quiet"]["all"].median()
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    back = ad.read_h5ad(tmp_path / "a.h5ad")
+    assert not back.uns["quiet"]["params"]["progress"] and back.uns["shown"]["params"]["progress"]
+
+
 def test_survival_arrays_checks_and_drops():
     """Bad survival columns raise errors naming the fix; missing values are dropped with a warning."""
     adata, _ = _cohort(n=30, n_genes=3)

@@ -1,7 +1,11 @@
+import logging
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import gexbert_sc as gb
 
@@ -56,3 +60,71 @@ def test_restore_errors(trained, split):
         gb.tl.restore(adata, model=model, genes=["NOPE"])
     with pytest.raises(ValueError, match="unknown method"):
         gb.tl.restore(adata, model=model, method="magic")
+
+
+def test_default_targets_are_the_model_genes_adata_lacks(trained, tmp_path, caplog):
+    """Without genes=, a panel's missing model genes are restored (not "no input genes"); no reference: no intervals."""
+    model, adata = trained
+    panel = adata[:40, :50].copy()
+    lacking = [g for g in model.genes if g not in set(panel.var_names)]
+    assert len(lacking) == 30
+    with caplog.at_level(logging.INFO, logger="gexbert_sc"):
+        gb.tl.restore(panel, model=model)  # interval=0.9 by default, but there is no reference to calibrate on
+    P = panel.obsm["gexbert_restored"]
+    assert list(P.columns) == lacking and "gexbert_restored" not in panel.layers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = model.restore(panel, genes=lacking)
+    assert np.allclose(P.to_numpy(), want, atol=1e-5)
+    truth = adata[:40, lacking].X
+    assert np.sqrt(np.mean((P.to_numpy() - truth) ** 2)) < np.sqrt(np.mean(truth**2))  # better than all zeros
+    # what was done is recorded: no intervals
+    params = panel.uns["gexbert_restored"]["params"]
+    assert params["interval"] == 0.0 and params["intervals"] == "none"
+    assert "gexbert_restored_lower" not in panel.obsm and "calibration" not in panel.uns["gexbert_restored"]
+    assert "no prediction intervals" in caplog.text and "reference=" in caplog.text
+    panel.write_h5ad(tmp_path / "r.h5ad")
+    back = ad.read_h5ad(tmp_path / "r.h5ad").uns["gexbert_restored"]["params"]
+    assert back["interval"] == 0.0 and back["intervals"] == "none"
+
+
+def test_default_targets_when_adata_has_every_model_gene(trained):
+    model, adata = trained
+    full = adata[:40].copy()
+    with pytest.raises(ValueError, match=r"every one of the 80 genes of the model.*pass genes=\[\.\.\.\]"):
+        gb.tl.restore(full, model=model)
+    gb.tl.restore(full, model=model, genes=list(full.var_names[:3]))  # the documented way out
+    assert np.isfinite(full.layers["gexbert_restored"][:, :3]).all()
+
+
+def test_intervals_recorded_with_a_reference(trained, split):
+    model, adata = trained
+    panel = adata[:40, :50].copy()
+    gb.tl.restore(panel, model=model, reference=adata[40:].copy(), interval=0.8)
+    params = panel.uns["gexbert_restored"]["params"]
+    assert params["interval"] == 0.8 and params["intervals"] == "split-conformal"
+    lo, hi = panel.obsm["gexbert_restored_lower"].to_numpy(), panel.obsm["gexbert_restored_upper"].to_numpy()
+    assert (hi > lo).all()
+
+
+def test_restore_passes_device_and_progress(trained, split, monkeypatch, capsys):
+    model, adata = trained
+    seen = []
+    real = gb.GexBERT.restore
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("device"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(gb.GexBERT, "restore", spy)
+    panel = adata[:20, :50].copy()
+    gb.tl.restore(panel, model=model, device="cpu")
+    assert seen == ["cpu"]
+    # a model trained here: no progress bar with progress=False, the device reaches training and restoring
+    ref, test = split
+    tiny = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "n_levels": 16, "n_input": 32, "n_target": 32,
+            "batch_size": 16, "phase1_epochs": 1, "phase2_epochs": 1}
+    torch.set_num_threads(1)  # a tiny model trains 20x slower on 2 threads of a loaded 2-core machine
+    capsys.readouterr()
+    gb.tl.restore(test[:, :50].copy(), reference=ref, fit_kwargs=tiny, progress=False, device="cpu", interval=None)
+    assert "GexBERT" not in capsys.readouterr().err and seen[1:] == ["cpu"]

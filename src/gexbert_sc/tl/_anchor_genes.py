@@ -60,6 +60,7 @@ def anchor_genes(
     min_events: int = 10,
     random_state: int = 0,
     key_added: str = "gexbert_anchors",
+    progress: bool = True,
     copy: bool = False,
 ) -> AnnData | None:
     """Choose anchor genes: the genes whose expression alone best predicts survival, per group.
@@ -96,6 +97,8 @@ def anchor_genes(
         Seeds the fold assignment.
     key_added
         Key of the results in ``.varm`` and ``.uns``.
+    progress
+        Show a progress bar over the groups.
     copy
         Return a modified copy instead of working in place.
 
@@ -179,7 +182,7 @@ def anchor_genes(
     anchors: dict[str, np.ndarray] = {}
     n_samples: dict[str, int] = {}
     n_events: dict[str, int] = {}
-    for grp in tqdm(groups, desc="anchor genes", unit="group"):
+    for grp in tqdm(groups, desc="anchor genes", unit="group", disable=not progress):
         in_grp = kept_labels == grp
         n_samples[grp] = int(in_grp.sum())
         n_events[grp] = int(event[in_grp].sum())
@@ -205,6 +208,7 @@ def anchor_genes(
             "layer": "" if layer is None else layer,
             "min_events": min_events,
             "random_state": random_state,
+            "progress": bool(progress),
             "method": "univariate Cox PH (Breslow ties), cross-validated Harrell's C-index",
         },
         "anchors": anchors,

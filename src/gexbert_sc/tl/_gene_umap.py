@@ -10,6 +10,8 @@ from anndata import AnnData
 
 from gexbert_sc._validate import check_anndata
 
+from ._threads import keep_torch_threads
+
 logger = logging.getLogger("gexbert_sc")
 
 
@@ -30,7 +32,8 @@ def gene_umap(
     A gene's embedding is its row of the token table ``model.module.tokens.gene`` (the vector added
     to every token of that gene, before the value's level embedding). The layout is computed with
     umap-learn on the genes the model knows, seeded (``random_state``; umap-learn then runs on one
-    thread, so the layout is reproducible).
+    thread, so the layout is reproducible). Torch's thread count (:func:`torch.get_num_threads`) is the same
+    afterwards, although numba, which umap-learn uses, resets it the first time it runs.
 
     Parameters
     ----------
@@ -103,11 +106,11 @@ def gene_umap(
     known = np.flatnonzero(~np.isnan(emb).any(axis=1))
     k = int(min(n_neighbors, len(known) - 1))
 
-    import umap
+    with keep_torch_threads(), warnings.catch_warnings():  # numba would otherwise change torch's thread count
+        import umap
 
-    reducer = umap.UMAP(n_neighbors=k, min_dist=float(min_dist), metric=metric, random_state=int(random_state),
-                        n_jobs=1)
-    with warnings.catch_warnings():
+        reducer = umap.UMAP(n_neighbors=k, min_dist=float(min_dist), metric=metric, random_state=int(random_state),
+                            n_jobs=1)
         warnings.filterwarnings("ignore", message=".*n_jobs.*")  # seeded UMAP runs on one thread: intended
         warnings.filterwarnings("ignore", message=".*gradient function is not yet implemented.*")
         layout = reducer.fit_transform(emb[known])

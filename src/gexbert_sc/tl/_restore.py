@@ -27,9 +27,15 @@ def _targets(genes, model: GexBERT | None, reference: AnnData | None, adata: Ann
         if len(out) == 0:
             raise ValueError("genes is empty; name the genes to restore")
         return out
-    if model is not None:
-        return np.asarray(model.genes)
-    return np.asarray(reference.var_names[~reference.var_names.isin(adata.var_names)], dtype=str)
+    source, names = ("the model", model.genes) if model is not None else ("reference", reference.var_names)
+    have = set(adata.var_names)
+    out = np.asarray([g for g in names if g not in have], dtype=str)
+    if len(out) == 0:
+        raise ValueError(
+            f"adata has every one of the {len(names)} genes of {source}, so there is no gene to restore by default "
+            f"(the default targets are the genes of {source} that adata lacks); pass genes=[...] naming the genes "
+            "to restore: they are then hidden from the inputs and predicted from adata's other genes")
+    return out
 
 
 def _ridge(reference: AnnData, ref_layer, inputs, targets, n_folds: int, random_state: int):
@@ -58,11 +64,12 @@ def _ridge(reference: AnnData, ref_layer, inputs, targets, n_folds: int, random_
     return pipe, Yr[rows, cols] - cv_pred[rows, cols], cols
 
 
-def _quiet_restore(model: GexBERT, adata: AnnData, targets, n_input, n_repeats, random_state) -> np.ndarray:
+def _quiet_restore(model: GexBERT, adata: AnnData, targets, n_input, n_repeats, random_state, device) -> np.ndarray:
     """``model.restore`` without the warning about absent genes: the targets are left out on purpose."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*treated as missing", category=UserWarning)
-        return model.restore(adata, genes=targets, n_input=n_input, n_repeats=n_repeats, random_state=random_state)
+        return model.restore(adata, genes=targets, n_input=n_input, n_repeats=n_repeats, random_state=random_state,
+                             device=device)
 
 
 def restore(
@@ -80,6 +87,8 @@ def restore(
     fit_kwargs: dict | None = None,
     n_folds: int = 5,
     random_state: int = 0,
+    progress: bool = True,
+    device: str | None = None,
     copy: bool = False,
 ) -> AnnData | None:
     """Restore (predict) chosen genes of every sample from the other genes it measures, with intervals.
@@ -95,8 +104,9 @@ def restore(
         A trained :class:`~gexbert_sc.GexBERT` (``method="gexbert"``). Without one, a model is trained on
         ``reference`` (settings through ``fit_kwargs``).
     genes
-        Genes to restore. Default: every gene of the model (gexbert), or every gene of ``reference`` that
-        ``adata`` lacks (ridge).
+        Genes to restore. Default: every gene of the model (gexbert) or of ``reference`` (ridge) that ``adata``
+        lacks; if ``adata`` has them all, name the targets here (those that ``adata`` has are hidden from the
+        inputs, so a restored value is never the measured one).
     method
         ``"gexbert"`` or ``"ridge"``: ridge regression from the input genes to the targets (scikit-learn
         ``RidgeCV``, penalty by efficient leave-one-out over a grid, inputs standardised and missing inputs
@@ -112,7 +122,8 @@ def restore(
     key_added
         Default ``"gexbert_restored"`` or ``"ridge_restored"``.
     interval
-        Coverage of the split-conformal prediction intervals (needs ``reference``); None: no intervals.
+        Coverage of the split-conformal prediction intervals. They are calibrated on ``reference``: without
+        one, none are computed (logged) and ``params["interval"]`` is 0. None: no intervals.
     n_input, n_repeats
         Input genes per encoding and subsets averaged (see :meth:`~gexbert_sc.GexBERT.embed`).
     fit_kwargs
@@ -121,6 +132,11 @@ def restore(
         Folds of the cross-validated ridge residuals.
     random_state
         Seeds the model's input subsets and the folds.
+    progress
+        Show progress bars while training a model here (without ``model=``).
+    device
+        Where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"auto"``); default: the model's
+        device, or ``"auto"`` for a model trained here. Unused by ridge.
     copy
         Return a modified copy instead of working in place.
 
@@ -133,8 +149,9 @@ def restore(
     ``.obsm[key_added]`` (and ``_sd``, ``_lower``, ``_upper``)
         Restored values of the targets that ``adata`` lacks, a DataFrame with the gene names as columns.
     ``.uns[key_added]``
-        ``params``, ``targets_in_layer``, ``targets_in_obsm``, ``calibration`` (``q``, ``n_calibration``,
-        ``rms``).
+        ``params`` (``interval`` is the coverage of the intervals computed, 0 when none were; ``intervals``:
+        ``"split-conformal"`` or ``"none"``), ``targets_in_layer``, ``targets_in_obsm`` and, with intervals,
+        ``calibration`` (``q``, ``n_calibration``, ``rms``).
     """
     check_anndata(adata)
     if method not in METHODS:
@@ -155,7 +172,12 @@ def restore(
     key_added = key_added or f"{method}_restored"
 
     if method == "gexbert" and model is None:
+        if genes is None:
+            _targets(None, None, reference, adata)  # the default targets exist: check before training
         setup, train = split_fit_kwargs(fit_kwargs)
+        train.setdefault("progress", progress)
+        if device is not None:
+            train.setdefault("device", device)
         model = GexBERT(reference, layer=layer, random_state=random_state, **setup).train(**train)
     targets = _targets(genes, model if method == "gexbert" else None, reference, adata)
     if method == "gexbert":
@@ -178,10 +200,13 @@ def restore(
     X_in = adata[:, inputs].copy()
     cal: ConformalCalibration | None = None
     if method == "gexbert":
-        pred = _quiet_restore(model, X_in, targets, n_input, n_repeats, random_state)
+        pred = _quiet_restore(model, X_in, targets, n_input, n_repeats, random_state, device)
+        if interval is not None and reference is None:
+            logger.info("no prediction intervals: they are calibrated on samples with both the input genes and the "
+                        "targets; pass reference= (held-out samples) to get them")
         if interval is not None and reference is not None:
             ref_in = reference[:, [g for g in inputs if g in reference.var_names]].copy()
-            ref_pred = _quiet_restore(model, ref_in, targets, n_input, n_repeats, random_state)
+            ref_pred = _quiet_restore(model, ref_in, targets, n_input, n_repeats, random_state, device)
             R = dense_matrix(reference[:, [g for g in targets if g in reference.var_names]], layer)
             tcols = np.flatnonzero(np.isin(targets, reference.var_names))
             rows, cols = np.nonzero(~np.isnan(R))
@@ -208,9 +233,10 @@ def restore(
             adata.obsm[key_added + suffix] = pd.DataFrame(values[:, ~present], index=adata.obs_names,
                                                           columns=targets[~present])
     adata.uns[key_added] = {
-        "params": {"method": method, "layer": layer or "X", "interval": float(interval or 0.0),
+        "params": {"method": method, "layer": layer or "X", "interval": float(interval) if cal is not None else 0.0,
                    "n_input_genes": len(inputs), "random_state": int(random_state),
-                   "reference": "given" if reference is not None else ""},
+                   "reference": "given" if reference is not None else "",
+                   "intervals": "split-conformal" if cal is not None else "none"},
         "targets_in_layer": np.asarray(targets[present], dtype=str),
         "targets_in_obsm": np.asarray(targets[~present], dtype=str),
     }

@@ -9,6 +9,8 @@ from anndata import AnnData
 
 from gexbert_sc._validate import check_anndata
 
+from ._threads import keep_torch_threads
+
 logger = logging.getLogger("gexbert_sc")
 
 
@@ -27,7 +29,8 @@ def umap(
     Runs :func:`scanpy.pp.neighbors` on the embedding and :func:`scanpy.tl.umap` on that graph. As in
     scanpy, the input (``use_rep``) and the outputs (``neighbors_key``, ``key_added``) are named apart, so
     the graph and layout of the GexBERT embedding never replace scanpy's default ``"neighbors"`` and
-    ``"X_umap"``.
+    ``"X_umap"``. Torch's thread count (:func:`torch.get_num_threads`) is the same afterwards, although numba,
+    which scanpy uses, resets it the first time it runs.
 
     Parameters
     ----------
@@ -59,8 +62,9 @@ def umap(
         raise ValueError(f"a UMAP needs at least 3 samples, got {adata.n_obs}")
     if copy:
         adata = adata.copy()
-    sc.pp.neighbors(adata, use_rep=use_rep, n_neighbors=min(n_neighbors, adata.n_obs - 1), key_added=neighbors_key,
-                    random_state=random_state)
-    sc.tl.umap(adata, neighbors_key=neighbors_key, random_state=random_state, key_added=key_added)
+    with keep_torch_threads():  # numba would otherwise change torch's thread count
+        sc.pp.neighbors(adata, use_rep=use_rep, n_neighbors=min(n_neighbors, adata.n_obs - 1),
+                        key_added=neighbors_key, random_state=random_state)
+        sc.tl.umap(adata, neighbors_key=neighbors_key, random_state=random_state, key_added=key_added)
     logger.info("added .obsm[%r] and the kNN graph under .uns[%r]", key_added, neighbors_key)
     return adata if copy else None
