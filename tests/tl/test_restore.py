@@ -100,11 +100,21 @@ def test_default_targets_when_adata_has_every_model_gene(trained):
 def test_intervals_recorded_with_a_reference(trained, split):
     model, adata = trained
     panel = adata[:40, :50].copy()
-    gb.tl.restore(panel, model=model, reference=adata[40:].copy(), interval=0.8)
+    with pytest.warns(UserWarning, match="110 of the 110 reference samples are samples this model was fitted on"):
+        gb.tl.restore(panel, model=model, reference=adata[40:].copy(), interval=0.8)
     params = panel.uns["gexbert_restored"]["params"]
     assert params["interval"] == 0.8 and params["intervals"] == "split-conformal"
     lo, hi = panel.obsm["gexbert_restored_lower"].to_numpy(), panel.obsm["gexbert_restored_upper"].to_numpy()
     assert (hi > lo).all()
+
+
+def test_calibration_on_unseen_samples_does_not_warn(trained, split):
+    model, adata = trained
+    unseen = adata[40:].copy()
+    unseen.obs_names = [f"new_{i}" for i in range(unseen.n_obs)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*fitted on")
+        gb.tl.restore(adata[:40, :50].copy(), model=model, reference=unseen, interval=0.8)
 
 
 def test_restore_passes_device_and_progress(trained, split, monkeypatch, capsys):

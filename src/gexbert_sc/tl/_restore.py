@@ -38,6 +38,23 @@ def _targets(genes, model: GexBERT | None, reference: AnnData | None, adata: Ann
     return out
 
 
+def _warn_if_fitted_on(model: GexBERT, reference: AnnData) -> None:
+    """Warn when the calibration samples are samples the model was fitted on (its validation samples included)."""
+    fitted = getattr(model, "adata", None)
+    if fitted is None:
+        return
+    n = int(np.isin(np.asarray(reference.obs_names), np.asarray(fitted.obs_names)).sum())
+    if n:
+        warnings.warn(
+            f"{n} of the {reference.n_obs} reference samples are samples this model was fitted on (its validation "
+            "samples included: the linear path's factors are refitted on them), so their residuals are too small "
+            "and the intervals too narrow (measured: 0.29-0.69 coverage of 90% intervals); calibrate on samples "
+            "the model never saw",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def _ridge(reference: AnnData, ref_layer, inputs, targets, n_folds: int, random_state: int):
     """RidgeCV from ``inputs`` to ``targets`` fitted on ``reference``.
 
@@ -205,6 +222,7 @@ def restore(
             logger.info("no prediction intervals: they are calibrated on samples with both the input genes and the "
                         "targets; pass reference= (held-out samples) to get them")
         if interval is not None and reference is not None:
+            _warn_if_fitted_on(model, reference)
             ref_in = reference[:, [g for g in inputs if g in reference.var_names]].copy()
             ref_pred = _quiet_restore(model, ref_in, targets, n_input, n_repeats, random_state, device)
             R = dense_matrix(reference[:, [g for g in targets if g in reference.var_names]], layer)
