@@ -200,7 +200,7 @@ def test_config_presets_and_overrides():
     paper = resolve_config("paper")
     assert (paper.d_model, paper.n_layers, paper.n_heads, paper.n_input, paper.n_levels) == (200, 8, 8, 512, 64)
     assert paper.value_encoding == "binned" and paper.linear_path == "none"
-    assert resolve_config("cpu").linear_path == "none"  # opt-in for now (see GexBERTConfig.linear_path)
+    assert resolve_config("cpu").linear_path == "fixed" and resolve_config("gpu").linear_path == "fixed"
     assert resolve_config("cpu", n_input=10).n_input == 10
     assert resolve_config({"d_model": 32, "n_heads": 4}).d_model == 32
     with pytest.raises(TypeError, match="did you mean 'n_input'"):

@@ -14,6 +14,8 @@ EM_ITERATIONS = 10
 EM_REPICK = (2, 5)
 #: Rows per chunk when every gene of many rows is estimated hold at most about this many factor values.
 FILL_VALUES = 16_000_000
+#: The penalty is picked on at most this many validation rows (a seeded random subset).
+PICK_ROWS = 256
 
 
 class GaussianLinearPath(nn.Module):
@@ -107,17 +109,26 @@ class GaussianLinearPath(nn.Module):
         return scores
 
     def _pick_lam(self, val: torch.Tensor, lams: list[float], generator) -> dict:
-        """Set ``lam`` to the value of ``lams`` that best restores a random half of ``val``'s genes from the other half."""
+        """Set ``lam`` to the value of ``lams`` that best restores a random half of ``val``'s genes from the other half.
+
+        At most :data:`PICK_ROWS` rows of ``val`` (seeded), in row chunks of bounded memory.
+        """
+        if len(val) > PICK_ROWS:
+            val = val[torch.randperm(len(val), generator=generator)[:PICK_ROWS]]
         G = val.shape[1]
         order = torch.rand(val.shape, generator=generator).argsort(1)
         gi, gt = order[:, : G // 2], order[:, G // 2 :]
         xi, xt = val.gather(1, gi), val.gather(1, gt)
         obs = ~torch.isnan(xt)
+        step = max(1, FILL_VALUES // max(1, self.rank * G))
         scores = {}
         for lam in lams:
             self.log_lam.fill_(math.log(lam))
-            pred = self.estimate(self.latent(gi, xi), gt)
-            scores[lam] = float(((pred - torch.nan_to_num(xt)) ** 2)[obs].mean())
+            sse = 0.0
+            for i in range(0, len(val), step):
+                pred = self.estimate(self.latent(gi[i : i + step], xi[i : i + step]), gt[i : i + step])
+                sse += float(((pred - torch.nan_to_num(xt[i : i + step])) ** 2)[obs[i : i + step]].sum())
+            scores[lam] = sse / max(1, int(obs.sum()))
         self.log_lam.fill_(math.log(min(scores, key=scores.get)))
         return scores
 
