@@ -8,7 +8,8 @@ import torch
 
 import gexbert_sc as gb
 
-TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "n_levels": 16, "n_input": 32, "n_target": 32, "batch_size": 16}
+TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "n_levels": 16, "n_input": 32, "n_target": 32, "batch_size": 16,
+        "linear_rank": 16}
 
 
 @pytest.fixture(autouse=True)

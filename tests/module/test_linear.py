@@ -69,3 +69,36 @@ def test_fill_keeps_observed_values_and_fills_the_rest():
     filled = lp.fill(x)
     obs = ~torch.isnan(x)
     assert torch.equal(filled[obs], x[obs]) and torch.isfinite(filled).all()
+
+
+def test_penalty_by_input_size_is_picked_saved_and_interpolated():
+    G = 200
+    z = _low_rank(300, G, k=6, noise=0.5, seed=8)
+    lp = GaussianLinearPath(G, rank=32)
+    lp.fit(z[:240], z[240:], generator=torch.Generator().manual_seed(0))
+    sizes = lp.lam_log_sizes.exp().round().tolist()
+    assert sizes == [16.0, 64.0, 100.0]  # PICK_SIZES capped at half the genes (100), plus that half
+    table = lp.lam_log_values.exp()
+    assert torch.allclose(lp.row_lam(torch.tensor([16, 64, 100])), table, rtol=1e-5)
+    mid = lp.row_lam(torch.tensor([32]))  # halfway between 16 and 64 on the log scale
+    assert torch.allclose(mid.log(), (table[0].log() + table[1].log()) / 2, atol=1e-5)
+    assert torch.allclose(lp.row_lam(torch.tensor([4, 1000])), table[[0, -1]])  # constant beyond the ends
+    # a row's latent uses its own size's penalty
+    x = z[:1, :16]
+    h = lp.latent(torch.arange(16)[None], x).double()
+    lp2 = GaussianLinearPath(G, rank=32)
+    lp2.load_state_dict(lp.state_dict())
+    assert torch.equal(lp2.lam_log_values, lp.lam_log_values)
+    lp2.lam_log_sizes, lp2.lam_log_values = torch.zeros(0), torch.zeros(0)
+    lp2.log_lam.fill_(float(table[0].log()))
+    assert torch.allclose(h, lp2.latent(torch.arange(16)[None], x).double(), atol=1e-5)
+
+
+def test_models_saved_before_the_penalty_table_load_with_one_penalty():
+    lp = GaussianLinearPath(30, rank=4)
+    lp.fit(_low_rank(40, 30), _low_rank(10, 30, seed=1), generator=torch.Generator().manual_seed(0))
+    old = {k: v for k, v in lp.state_dict().items() if not k.startswith("lam_log")}
+    fresh = GaussianLinearPath(30, rank=4)
+    fresh.load_state_dict(old)
+    assert len(fresh.lam_log_sizes) == 0
+    assert torch.allclose(fresh.row_lam(torch.tensor([3, 15])), lp.lam.expand(2))

@@ -105,7 +105,8 @@ def test_auto_picks_by_device_and_data_size(monkeypatch):
 def test_gpu_preset_trains_on_cpu_at_a_tiny_size():
     adata = gb.datasets.synthetic(n_obs=200, n_vars=60, n_types=3, n_modules=4, module_size=10, random_state=1)
     tiny = {"d_model": 64, "n_heads": 2, "n_layers": 1, "d_ff": 128, "n_input": 32, "n_target": 32,
-            "batch_size": 32, "min_steps_per_epoch": 12, "patience": 100}
+            "batch_size": 32, "min_steps_per_epoch": 12, "patience": 100,
+            "linear_path": "none"}  # the network's own learning at the preset's settings
     model = gb.GexBERT(adata, config="gpu", random_state=0, **tiny)
     assert model.config.lr == PRESETS["gpu"].lr and model.config.d_model // model.config.n_heads == 32
     model.train(phase1_epochs=3, phase2_epochs=3, progress=False, device="cpu")

@@ -14,6 +14,11 @@ EM_ITERATIONS = 10
 EM_REPICK = (2, 5)
 #: Rows per chunk when every gene of many rows is estimated hold at most about this many factor values.
 FILL_VALUES = 16_000_000
+#: The penalty is picked on at most this many validation rows (a seeded random subset).
+PICK_ROWS = 256
+#: Input sizes (numbers of observed input genes) the penalty is picked for, besides half the genes; a
+#: sample's penalty is interpolated between them on the log scale by its number of observed inputs.
+PICK_SIZES = (16, 64, 256)
 
 
 class GaussianLinearPath(nn.Module):
@@ -47,10 +52,42 @@ class GaussianLinearPath(nn.Module):
         # its row among them (-1: none). See :meth:`latent`.
         self.register_buffer("loadings", torch.zeros(0, self.rank), persistent=False)
         self.register_buffer("row_index", torch.zeros(0, dtype=torch.long), persistent=False)
+        # The penalty by input size (saved; empty: ``lam`` for every size): log sizes and log penalties.
+        self.register_buffer("lam_log_sizes", torch.zeros(0))
+        self.register_buffer("lam_log_values", torch.zeros(0))
 
     @property
     def lam(self) -> torch.Tensor:
         return self.log_lam.exp()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the penalty table's size comes from the saved model; models saved before it have none
+        for name in ("lam_log_sizes", "lam_log_values"):
+            key = prefix + name
+            if key in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[key]))
+            else:
+                state_dict[key] = torch.zeros(0)
+                setattr(self, name, torch.zeros(0))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def row_lam(self, n_inputs: torch.Tensor) -> torch.Tensor:
+        """The penalty of samples with ``n_inputs`` observed input genes, ``(B,)`` float32.
+
+        Interpolated on the log scale in the table :meth:`fit` picked (constant beyond its ends); ``lam``
+        for every sample where there is no table (a learned penalty, or a model saved before the table).
+        """
+        lam = self.lam.float()
+        if len(self.lam_log_sizes) == 0 or self.log_lam.requires_grad:
+            return lam.expand(len(n_inputs))
+        x = torch.log(n_inputs.float().clamp(min=1))
+        xs, ys = self.lam_log_sizes.float(), self.lam_log_values.float()
+        j = torch.searchsorted(xs, x.contiguous()).clamp(1, len(xs) - 1) if len(xs) > 1 else None
+        if j is None:
+            return ys[0].exp().expand(len(n_inputs))
+        x0, x1, y0, y1 = xs[j - 1], xs[j], ys[j - 1], ys[j]
+        t = ((x - x0) / (x1 - x0).clamp(min=1e-12)).clamp(0, 1)
+        return (y0 + t * (y1 - y0)).exp()
 
     @torch.no_grad()
     def set_factors(self, z: torch.Tensor, rows: torch.Tensor | None = None, n_rows: int = 0) -> None:
@@ -90,6 +127,7 @@ class GaussianLinearPath(nn.Module):
         """
         lams = [float(x) for x in (torch.logspace(-1, 1.5, 11) if lams is None else lams)]
         has_val = val is not None and len(val) > 0
+        self.lam_log_sizes, self.lam_log_values = torch.zeros(0), torch.zeros(0)
         self.set_factors(z)
         self.log_lam.fill_(0.0)
         scores = self._pick_lam(val.float(), lams, generator) if has_val else {}
@@ -100,24 +138,52 @@ class GaussianLinearPath(nn.Module):
                 self.set_factors(filled)
                 if has_val and (it + 1 in EM_REPICK or it + 1 == em_iterations):
                     scores = self._pick_lam(val.float(), lams, generator)
+        if has_val:
+            self._pick_table(val.float(), lams, generator)
         if refit and has_val:
             self.set_factors(torch.cat([filled, self.fill(val.float()).to(filled)]), rows, n_rows)
         elif rows is not None:
             self.set_factors(filled, rows[: len(z)], n_rows)
         return scores
 
-    def _pick_lam(self, val: torch.Tensor, lams: list[float], generator) -> dict:
-        """Set ``lam`` to the value of ``lams`` that best restores a random half of ``val``'s genes from the other half."""
+    def _pick_table(self, val: torch.Tensor, lams: list[float], generator) -> None:
+        """Pick the penalty for each of :data:`PICK_SIZES` inputs (and half the genes) and keep the table."""
+        G = val.shape[1]
+        half = G // 2
+        sizes = sorted({min(s, half) for s in PICK_SIZES} | {half})
+        if half < 1:
+            return
+        lam_half = float(self.log_lam)
+        values = []
+        for n in sizes:
+            scores = self._pick_lam(val, lams, generator, n_inputs=n)
+            values.append(math.log(min(scores, key=scores.get)))
+        self.log_lam.fill_(lam_half)
+        self.lam_log_sizes = torch.log(torch.tensor(sizes, dtype=torch.float32)).to(self.factors.device)
+        self.lam_log_values = torch.tensor(values, dtype=torch.float32).to(self.factors.device)
+
+    def _pick_lam(self, val: torch.Tensor, lams: list[float], generator, n_inputs: int | None = None) -> dict:
+        """Set ``lam`` to the value of ``lams`` that best restores half of ``val``'s genes from the other half.
+
+        With ``n_inputs``, only that many of the other half's genes are inputs. At most :data:`PICK_ROWS` rows of ``val`` (seeded), in row chunks of bounded memory.
+        """
+        if len(val) > PICK_ROWS:
+            val = val[torch.randperm(len(val), generator=generator)[:PICK_ROWS]]
         G = val.shape[1]
         order = torch.rand(val.shape, generator=generator).argsort(1)
-        gi, gt = order[:, : G // 2], order[:, G // 2 :]
+        n_in = G // 2 if n_inputs is None else min(int(n_inputs), G // 2)
+        gi, gt = order[:, :n_in], order[:, G // 2 :]
         xi, xt = val.gather(1, gi), val.gather(1, gt)
         obs = ~torch.isnan(xt)
+        step = max(1, FILL_VALUES // max(1, self.rank * G))
         scores = {}
         for lam in lams:
             self.log_lam.fill_(math.log(lam))
-            pred = self.estimate(self.latent(gi, xi), gt)
-            scores[lam] = float(((pred - torch.nan_to_num(xt)) ** 2)[obs].mean())
+            sse = 0.0
+            for i in range(0, len(val), step):
+                pred = self.estimate(self.latent(gi[i : i + step], xi[i : i + step]), gt[i : i + step])
+                sse += float(((pred - torch.nan_to_num(xt[i : i + step])) ** 2)[obs[i : i + step]].sum())
+            scores[lam] = sse / max(1, int(obs.sum()))
         self.log_lam.fill_(math.log(min(scores, key=scores.get)))
         return scores
 
@@ -163,7 +229,7 @@ class GaussianLinearPath(nn.Module):
             c = torch.where(a2 > 1e-12, (1 - (1 - a2).clamp(min=0).sqrt()) / a2.clamp(min=1e-12), torch.zeros_like(a2))
             loo = (u, c)
             zs = zs - (c * u).unsqueeze(2) * torch.einsum("bp,bpn->bn", u, zs).unsqueeze(1)
-        a = zs @ zs.transpose(1, 2) + self.lam.float() * eye
+        a = zs @ zs.transpose(1, 2) + self.row_lam(obs.sum(1))[:, None, None] * eye
         rhs = (zs @ v.unsqueeze(-1))  # (B, P, 1)
         h = torch.cholesky_solve(rhs, torch.linalg.cholesky(a)).squeeze(-1)
         if loo is not None:
@@ -184,7 +250,8 @@ class GaussianLinearPath(nn.Module):
         rhs = v @ zg.T  # (B, P): missing values are 0 in v
         if bool((obs == obs[:1]).all()):
             zo = zg[:, obs[0]]
-            return torch.cholesky_solve(rhs.T, torch.linalg.cholesky(zo @ zo.T + self.lam.float() * eye)).T
+            lam = self.row_lam(obs[:1].sum(1))[0]
+            return torch.cholesky_solve(rhs.T, torch.linalg.cholesky(zo @ zo.T + lam * eye)).T
         miss = ~obs
         n_miss, n_obs = miss.sum(1), obs.sum(1)
         complement = int(n_miss.max()) <= int(n_obs.max())
@@ -194,7 +261,7 @@ class GaussianLinearPath(nn.Module):
         valid = torch.arange(width, device=zg.device)[None, :] < counts[:, None]
         zp = zg[:, idx].permute(1, 0, 2) * valid.unsqueeze(1)  # (B, P, width)
         part = zp @ zp.transpose(1, 2)
-        a = (zg @ zg.T - part if complement else part) + self.lam.float() * eye
+        a = (zg @ zg.T - part if complement else part) + self.row_lam(n_obs)[:, None, None] * eye
         return torch.cholesky_solve(rhs.unsqueeze(-1), torch.linalg.cholesky(a)).squeeze(-1)
 
     def estimate(self, latent: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:

@@ -136,7 +136,7 @@ def _finetune(module, gene_idx, Z, y, train, test, n_classes, *, epochs, lr, bat
         perm = tr[torch.randperm(len(tr), generator=gen)].to(device)
         for b in range(0, len(perm), batch_size):
             idx = perm[b : b + batch_size]
-            logits = head(net.encode(genes.expand(len(idx), -1), Zt[idx]))
+            logits = head(net.encode_summary(genes.expand(len(idx), -1), Zt[idx]))
             loss = nn.functional.cross_entropy(logits, yt[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -149,7 +149,7 @@ def _finetune(module, gene_idx, Z, y, train, test, n_classes, *, epochs, lr, bat
     with torch.no_grad():
         for b in range(0, len(te), 256):
             idx = te[b : b + 256]
-            out.append(torch.softmax(head(net.encode(genes.expand(len(idx), -1), Zt[idx])).float(), dim=1).cpu())
+            out.append(torch.softmax(head(net.encode_summary(genes.expand(len(idx), -1), Zt[idx])).float(), dim=1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, n_classes))
 
 

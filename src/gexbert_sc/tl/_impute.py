@@ -87,7 +87,9 @@ class GexBERTFiller:
         model = self.model
         a = matrix_adata(X, self.adata, model.layer, model.batch_key)
         n_repeats = self.n_repeats
-        if n_repeats is None:  # every observed gene of a sample in one of the input subsets
+        if n_repeats is None and model.module.linear is not None:
+            n_repeats = 1  # the linear path reads every observed gene; more network subsets change little
+        elif n_repeats is None:  # every observed gene of a sample in one of the input subsets
             n_obs_max = int((~np.isnan(X)).sum(1).max())
             n_repeats = max(1, math.ceil(n_obs_max / model.config.n_input))
         full = model.impute(a, n_repeats=n_repeats, random_state=self.random_state)
@@ -165,10 +167,12 @@ def impute(
         (``config``, ``batch_key``, any config setting) and :meth:`~gexbert_sc.GexBERT.train` arguments
         (``phase1_epochs``, ``phase2_epochs``, ``device``, ...).
     n_repeats
-        GexBERT input subsets per sample. Default: enough that every observed gene of a sample is in one of
-        them (``ceil(observed genes / n_input)``); their summaries are averaged (see
-        :meth:`~gexbert_sc.GexBERT.embed`) and the missing genes decoded once, in chunks, so memory stays
-        bounded for 20,000 genes.
+        GexBERT input subsets per sample. Default: with a linear path (``linear_path="fixed"``, the default
+        presets) 1, since the linear estimate already reads every observed gene of a sample (1 vs 4
+        subsets: RMSE 0.6047 vs 0.6045 on the synthetic 1,000 x 2,000 at 30% MCAR); without one, enough
+        that every observed gene of a sample is in one of them (``ceil(observed genes / n_input)``). The
+        subsets' summaries are averaged (see :meth:`~gexbert_sc.GexBERT.embed`) and the missing genes
+        decoded once, in chunks, so memory stays bounded for 20,000 genes.
     n_neighbors
         Neighbours of ``method="knn"``.
     random_state
