@@ -12,7 +12,7 @@ import gexbert_sc as gb
 from gexbert_sc.cli import main
 
 TINY = ["--set", "d_model=16", "--set", "n_layers=1", "--set", "n_heads=2", "--set", "d_ff=32",
-        "--set", "n_input=16", "--set", "n_target=16"]
+        "--set", "n_input=16", "--set", "n_target=16", "--set", "linear_rank=16"]
 #: One short epoch per phase: for the tests of the training commands' plumbing.
 QUICK = [*TINY, "--set", "min_steps_per_epoch=2", "--phase1-epochs", "1", "--phase2-epochs", "1", "--no-progress"]
 

@@ -165,7 +165,8 @@ class GaussianLinearPath(nn.Module):
     def _pick_lam(self, val: torch.Tensor, lams: list[float], generator, n_inputs: int | None = None) -> dict:
         """Set ``lam`` to the value of ``lams`` that best restores half of ``val``'s genes from the other half.
 
-        With ``n_inputs``, only that many of the other half's genes are inputs. At most :data:`PICK_ROWS` rows of ``val`` (seeded), in row chunks of bounded memory.
+        With ``n_inputs``, only that many of the other half's genes are inputs. At most :data:`PICK_ROWS` rows
+        of ``val`` (seeded), in row chunks of bounded memory; each chunk's systems are built once for all penalties.
         """
         if len(val) > PICK_ROWS:
             val = val[torch.randperm(len(val), generator=generator)[:PICK_ROWS]]
@@ -176,14 +177,19 @@ class GaussianLinearPath(nn.Module):
         xi, xt = val.gather(1, gi), val.gather(1, gt)
         obs = ~torch.isnan(xt)
         step = max(1, FILL_VALUES // max(1, self.rank * G))
-        scores = {}
-        for lam in lams:
-            self.log_lam.fill_(math.log(lam))
-            sse = 0.0
-            for i in range(0, len(val), step):
-                pred = self.estimate(self.latent(gi[i : i + step], xi[i : i + step]), gt[i : i + step])
-                sse += float(((pred - torch.nan_to_num(xt[i : i + step])) ** 2)[obs[i : i + step]].sum())
-            scores[lam] = sse / max(1, int(obs.sum()))
+        factors = self.factors.float()
+        eye = torch.eye(self.rank, dtype=factors.dtype, device=factors.device)
+        sse = dict.fromkeys(lams, 0.0)
+        for i in range(0, len(val), step):  # each chunk's systems once, solved for every penalty
+            x = xi[i : i + step]
+            zs = factors[:, gi[i : i + step]].permute(1, 0, 2) * (~torch.isnan(x)).unsqueeze(1)  # (B, P, N)
+            gram, rhs = zs @ zs.transpose(1, 2), zs @ torch.nan_to_num(x).unsqueeze(-1)
+            zt = factors[:, gt[i : i + step]].permute(1, 0, 2)  # (B, P, M)
+            t, o = torch.nan_to_num(xt[i : i + step]), obs[i : i + step]
+            for lam in lams:
+                h = torch.cholesky_solve(rhs, torch.linalg.cholesky(gram + lam * eye)).squeeze(-1)
+                sse[lam] += float(((torch.einsum("bp,bpm->bm", h, zt) - t) ** 2)[o].sum())
+        scores = {lam: v / max(1, int(obs.sum())) for lam, v in sse.items()}
         self.log_lam.fill_(math.log(min(scores, key=scores.get)))
         return scores
 
