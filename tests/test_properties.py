@@ -43,7 +43,7 @@ def test_fit_embed_restore_are_finite_and_add_only_documented_keys(adata, n_inpu
     assert not adata.layers and not adata.varm and list(adata.obs.columns) == []
     assert np.array_equal(np.asarray(adata.X), X_before, equal_nan=True)
     emb = adata.obsm["X_gexbert"]
-    assert emb.shape == (adata.n_obs, TINY["d_model"]) and np.isfinite(emb).all()
+    assert emb.shape == (adata.n_obs, TINY["d_model"] + TINY["linear_rank"]) and np.isfinite(emb).all()
     r = model.restore(adata)
     assert r.shape == adata.shape and np.isfinite(r).all()
     hist = adata.uns["gexbert"]["history"]

@@ -40,7 +40,7 @@ def test_embed_matches_fit_and_leaves_the_input_alone(cohort, tmp_path, capsys):
     assert "wrote " + str(out) in capsys.readouterr().out
     a, fitted = read(out), read(cohort.fit_h5ad)
     emb = a.obsm["X_gexbert"]
-    assert emb.shape == (150, 16) and np.isfinite(emb).all() and emb.std() > 0
+    assert emb.shape == (150, 32) and np.isfinite(emb).all() and emb.std() > 0
     np.testing.assert_allclose(emb, fitted.obsm["X_gexbert"], atol=1e-5)  # the model's seed, as fit embeds
     assert list(a.uns["gexbert"]["history"]["phase"]) == [1, 1, 2, 2]
     assert a.uns["gexbert"]["params"]["d_model"] == 16
@@ -243,7 +243,8 @@ def test_option_defaults_are_the_functions_defaults(command):
     checked = 0
     for action in sub._actions:
         name = action.dest
-        if name in params and name not in ("layer", "key_added", "model", "progress"):
+        # --device: the CLI resolves "auto" once for every command; the tl functions default to the model's device
+        if name in params and name not in ("layer", "key_added", "model", "progress", "device"):
             default = params[name].default
             cli_default = int(action.default) if name == "input_genes" else action.default
             assert cli_default == default, f"{command} --{name.replace('_', '-')}: {cli_default!r} != {default!r}"

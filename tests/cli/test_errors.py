@@ -114,7 +114,7 @@ def test_existing_output_needs_overwrite(cohort, tmp_path, capsys):
     assert "out.h5ad exists; pass --overwrite" in error_line(capsys, "embed")
     assert out.read_bytes() == b"precious"
     assert main([*argv, "--overwrite"]) == 0
-    assert read(out).obsm["X_gexbert"].shape == (150, 16)
+    assert read(out).obsm["X_gexbert"].shape == (150, 32)
 
 
 def test_a_failed_write_leaves_the_destination_and_no_temporary_file(cohort, tmp_path, capsys, monkeypatch):

@@ -38,7 +38,7 @@ def test_info_on_an_h5ad_lists_the_keys_and_their_writers(cohort, tmp_path, caps
     assert main(["info", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"{out}: 150 samples x 40 genes"
-    assert "  .obsm['X_gexbert'] (150, 16)  (fit or embed)" in lines
+    assert "  .obsm['X_gexbert'] (150, 32)  (fit or embed)" in lines
     assert "  .layers['knn_imputed'] (150, 40)  (impute)" in lines
     assert "  .uns['gexbert']  (fit or embed)" in lines
     assert main(["info", str(cohort.full)]) == 0

@@ -19,7 +19,7 @@ def test_demo_writes_results_and_summary(tmp_path, capsys):
     for f in ["adata_gexbert.h5ad", "umap_samples.png", "training_history.png", "model/model.safetensors"]:
         assert (out / f).stat().st_size > 0, f
     a = ad.read_h5ad(out / "adata_gexbert.h5ad")
-    assert a.obsm["X_gexbert"].shape == (1000, 16) and "gexbert" in a.uns
+    assert a.obsm["X_gexbert"].shape == (1000, 32) and "gexbert" in a.uns
     assert gb.GexBERT.load(out / "model").config.d_model == 16
 
 
@@ -30,7 +30,7 @@ def test_fit_command_in_memory_and_backed(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "in.h5ad"), "--out", str(tmp_path / "o1"), *args]) == 0
     assert "validation MSE" in capsys.readouterr().out
     out1 = ad.read_h5ad(tmp_path / "o1" / "adata_gexbert.h5ad")
-    assert out1.obsm["X_gexbert"].shape == (100, 16)
+    assert out1.obsm["X_gexbert"].shape == (100, 32)
     assert main(["fit", str(tmp_path / "in.h5ad"), "--out", str(tmp_path / "o2"), "--backed", *args]) == 0
     emb = np.load(tmp_path / "o2" / "X_gexbert.npy")
     assert np.allclose(emb, out1.obsm["X_gexbert"], atol=1e-4)

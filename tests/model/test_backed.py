@@ -6,7 +6,6 @@ import numpy as np
 import gexbert_sc as gb
 from tests.conftest import TINY
 
-
 #: The linear path's set-up holds up to 4,096 training rows in memory (documented in GexBERTConfig), so
 #: this test of streaming runs without it.
 STREAMED = {**TINY, "linear_path": "none"}

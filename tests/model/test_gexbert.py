@@ -51,10 +51,13 @@ def test_restore_decodes_the_embedding(trained):
     genes = a.var_names[[0, 5, 9]]
     emb = model.embed(a, n_input=10, n_repeats=3)
     z = model.restore(a, genes=genes, n_input=10, n_repeats=3, standardized=True)
-    state = torch.from_numpy(emb)
+    state = torch.from_numpy(emb)  # the whole encoder state: the summary, then the linear latent
+    assert emb.shape[1] == model.module.state_dim
     if model.module.linear is not None:  # the linear path's latent comes from every observed gene
         zs = torch.from_numpy(model.standardize(a))
-        state = torch.cat([state, model.module.encode_linear(torch.arange(a.n_vars).expand(40, -1), zs)], 1)
+        with torch.no_grad():
+            latent = model.module.encode_linear(torch.arange(a.n_vars).expand(40, -1), zs)
+        assert np.allclose(emb[:, model.config.d_model :], latent.numpy(), atol=1e-5)
     with torch.no_grad():
         want = model.module.decode(state, torch.tensor([[0, 5, 9]]).expand(40, -1)).numpy()
     assert np.allclose(z, want, atol=1e-5)
@@ -72,7 +75,7 @@ def test_embed_shape_and_determinism(trained):
     model, adata = trained
     e1 = model.embed(adata)
     e2 = model.embed(adata)
-    assert e1.shape == (adata.n_obs, TINY["d_model"])
+    assert e1.shape == (adata.n_obs, TINY["d_model"] + TINY["linear_rank"])  # summary, then the linear latent
     assert np.array_equal(e1, e2)
     e3 = model.embed(adata, random_state=1)
     assert not np.array_equal(e1, e3)
@@ -362,7 +365,7 @@ def test_linear_path_model_trains_restores_and_round_trips(small_adata, tmp_path
     nan = small_adata.copy()
     nan.X[:, :20] = np.nan
     assert np.allclose(model.restore(nan, genes=genes), r, atol=1e-4)
-    assert model.embed(small_adata).shape == (small_adata.n_obs, TINY["d_model"])
+    assert model.embed(small_adata).shape == (small_adata.n_obs, TINY["d_model"] + 24)  # summary + linear latent
     model.save(tmp_path / "m")
     loaded = gb.GexBERT.load(tmp_path / "m", small_adata)
     assert loaded.config.linear_path == mode

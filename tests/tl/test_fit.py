@@ -17,7 +17,7 @@ def test_fit_writes_documented_keys_only(small_adata, tmp_path):
     assert not small_adata.layers and not small_adata.obsp
     assert small_adata.obs.equals(before_obs) and np.array_equal(small_adata.X, X_before)
     emb = small_adata.obsm["X_gexbert"]
-    assert emb.shape == (small_adata.n_obs, TINY["d_model"]) and np.isfinite(emb).all()
+    assert emb.shape == (small_adata.n_obs, TINY["d_model"] + TINY["linear_rank"]) and np.isfinite(emb).all()
     u = small_adata.uns["gexbert"]
     assert u["params"]["d_model"] == 16 and u["params"]["layer"] == "X"
     assert len(u["history"]["train_loss"]) == 2

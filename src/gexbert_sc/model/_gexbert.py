@@ -361,11 +361,15 @@ class GexBERT:
         random_state: int = 0,
         device: str | torch.device | None = None,
     ) -> np.ndarray:
-        """Summary (cls) embeddings of the samples.
+        """Embeddings of the samples: the encoder's state, from which the decoder restores every gene.
 
-        Each sample is encoded from ``n_input`` of its observed genes; with more observed genes than that,
-        ``n_repeats`` seeded random subsets (walking through one random order of the observed genes) are
-        encoded and their summaries averaged.
+        The summary (cls) embedding (``d_model`` columns): each sample is encoded from ``n_input`` of its
+        observed genes; with more observed genes than that, ``n_repeats`` seeded random subsets (walking
+        through one random order of the observed genes) are encoded and their summaries averaged. With a
+        linear path (``config.linear_path`` not ``"none"``) the linear latent follows (``linear_rank``
+        columns): the posterior mean of the factors given every observed gene. With the linear path the
+        network only learns a correction, so the summary alone carries little (leiden on the synthetic
+        default: adjusted Rand index with the cancer types 0.01 for the summary, 1.0 for the whole state).
 
         Parameters
         ----------
@@ -384,11 +388,12 @@ class GexBERT:
 
         Returns
         -------
-        ``(n_obs, d_model)`` float32 array.
+        ``(n_obs, module.state_dim)`` float32 array: ``d_model`` columns, plus ``linear_rank`` with a linear path.
         """
         *_, batches = self._batches(adata, n_input, n_repeats, batch_size, random_state, device)
-        parts = [b.embedding[:, : self.config.d_model].cpu().numpy() for b in batches]
-        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, self.config.d_model), np.float32)
+        parts = [b.embedding.cpu().numpy() for b in batches]
+        width = self.module.state_dim
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, width), np.float32)
 
     def restore(
         self,

@@ -69,7 +69,9 @@ def fit(
     the original untouched. Adds to ``adata``:
 
     ``.obsm["X_" + key_added]``
-        Summary (cls) embedding of each sample, ``(n_obs, d_model)``.
+        Embedding of each sample (:meth:`GexBERT.embed <gexbert_sc.GexBERT.embed>`): the summary (cls)
+        embedding, ``d_model`` columns, then with a linear path (the default) its latent, ``linear_rank``
+        columns.
     ``.uns[key_added]``
         ``params`` (settings), ``version``, ``history`` (per-epoch losses, one array per column)
         and ``metrics`` (final validation MSEs in standardised units: ``val_same``, ``val_other``
