@@ -79,9 +79,9 @@ class GexBERTConfig:
         Measured (``benchmarks/results/imputation_linear.md``, ``quality.md``, ``survival.linear.md``):
         it restores and imputes at the level of ridge regression and SoftImpute or better, where the
         network alone is 10-25% behind, and its restored anchors predict survival better than the input
-        genes; but the summary embedding (``embed``) and the attention carry less signal, since the
-        network only learns a correction: for embeddings or attention studies train with
-        ``linear_path="none"``. Its set-up holds up to 4,096 training rows in memory (a backed AnnData is
+        genes; but the summary (cls) embedding and the attention carry less signal, since the network
+        only learns a correction (``embed`` therefore returns the summary and the linear latent): for
+        attention studies train with ``linear_path="none"``. Its set-up holds up to 4,096 training rows in memory (a backed AnnData is
         otherwise only streamed); inference solves a ``linear_rank``-sized system per sample.
     linear_rank
         Factors (rank) of the linear path; at most the number of training samples is used.
