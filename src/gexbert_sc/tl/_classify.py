@@ -13,10 +13,11 @@ import pandas as pd
 from anndata import AnnData
 from tqdm.auto import tqdm
 
-from gexbert_sc._validate import check_anndata, check_layer, check_matrix_values, check_obs_key, obs_labels
+from gexbert_sc._validate import check_anndata, check_obs_key, obs_labels
 from gexbert_sc._validate import check_int as _check_int
 
 from ._inputs import (
+    check_expression,
     check_key_added,
     check_model,
     dense_rows,
@@ -282,20 +283,7 @@ def classify(
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     check_key_added(key_added)
-    if model is not None:
-        if layer is not None and layer != model.layer:
-            raise ValueError(
-                f"layer={layer!r} but the model reads {'adata.X' if model.layer is None else repr(model.layer)}; "
-                "leave layer=None to use the model's"
-            )
-        layer = model.layer
-    check_layer(adata, layer)
-    if not adata.var_names.is_unique:
-        raise ValueError("adata.var_names has duplicated gene names; call adata.var_names_make_unique() first")
-    X = adata.layers[layer] if layer is not None else adata.X
-    if X is None:
-        raise ValueError("adata.X is empty; pass layer= naming the layer with the expression values")
-    check_matrix_values(X, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
+    layer = check_expression(adata, model, layer)
     check_obs_key(adata, groupby, "groupby")
     labels, has = _labels(adata, groupby)
 
@@ -352,6 +340,7 @@ def classify(
         elif method == "finetune":
             F, gene_idx = _standardized_inputs(model, sub, genes)
         else:
+            X = adata.layers[layer] if layer is not None else adata.X
             F = dense_rows(X, np.arange(adata.n_obs), cols)
 
     proba = np.full((adata.n_obs, len(classes)), np.nan)

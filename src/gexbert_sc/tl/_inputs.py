@@ -12,6 +12,8 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
+from gexbert_sc._validate import check_layer, check_matrix_values
+
 # warnings the model raises for every sub-AnnData of input genes: expected here, said once in the docs
 _MODEL_NOISE = (
     r".*genes are absent from the AnnData and are treated as missing",
@@ -45,6 +47,25 @@ def check_model(model, features: str):
     if not isinstance(model, GexBERT):
         raise TypeError(f"model must be a trained GexBERT or None, got {type(model).__name__}")
     return model
+
+
+def check_expression(adata: AnnData, model, layer: str | None) -> str | None:
+    """Check the expression values a prediction tool reads; returns the layer (the model's, with a model)."""
+    if model is not None:
+        if layer is not None and layer != model.layer:
+            raise ValueError(
+                f"layer={layer!r} but the model reads {'adata.X' if model.layer is None else repr(model.layer)}; "
+                "leave layer=None to use the model's"
+            )
+        layer = model.layer
+    check_layer(adata, layer)
+    if not adata.var_names.is_unique:
+        raise ValueError("adata.var_names has duplicated gene names; call adata.var_names_make_unique() first")
+    X = adata.layers[layer] if layer is not None else adata.X
+    if X is None:
+        raise ValueError("adata.X is empty; pass layer= naming the layer with the expression values")
+    check_matrix_values(X, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
+    return layer
 
 
 def input_gene_pool(adata: AnnData, model) -> np.ndarray:

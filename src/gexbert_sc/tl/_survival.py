@@ -13,7 +13,7 @@ import pandas as pd
 from anndata import AnnData
 from tqdm.auto import tqdm
 
-from gexbert_sc._validate import check_anndata, check_layer, check_matrix_values, check_obs_key, obs_labels
+from gexbert_sc._validate import check_anndata, check_obs_key, obs_labels
 from gexbert_sc._validate import check_int as _check_int
 
 from ._anchor_genes import _fill_nan_with_mean
@@ -29,6 +29,7 @@ from ._cox_model import (
     survival_at,
 )
 from ._inputs import (
+    check_expression,
     check_key_added,
     check_model,
     dense_rows,
@@ -82,20 +83,7 @@ def _check_args(adata, model, features, layer, time_unit, key_added, ints: dict)
     check_key_added(key_added)
     if time_unit is not None and not isinstance(time_unit, str):
         raise TypeError(f"time_unit must be a string such as 'days', got {time_unit!r}")
-    if model is not None:
-        if layer is not None and layer != model.layer:
-            raise ValueError(
-                f"layer={layer!r} but the model reads {'adata.X' if model.layer is None else repr(model.layer)}; "
-                "leave layer=None to use the model's"
-            )
-        layer = model.layer
-    check_layer(adata, layer)
-    if not adata.var_names.is_unique:
-        raise ValueError("adata.var_names has duplicated gene names; call adata.var_names_make_unique() first")
-    X = adata.layers[layer] if layer is not None else adata.X
-    if X is None:
-        raise ValueError("adata.X is empty; pass layer= naming the layer with the expression values")
-    check_matrix_values(X, "adata.X" if layer is None else f"adata.layers[{layer!r}]")
+    layer = check_expression(adata, model, layer)
     if model is not None and not model.is_trained:
         warnings.warn(
             "this GexBERT has not been trained: its restorations and embeddings are random. Call model.train() first",
