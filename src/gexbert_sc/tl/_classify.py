@@ -182,8 +182,8 @@ def classify(
 
     ``"probe"``
         Logistic regression (:class:`sklearn.linear_model.LogisticRegression` on standardised features) on
-        the summary embedding of the input genes (:meth:`GexBERT.embed` of an AnnData that holds only
-        their columns, all of them in one encoder input).
+        the embedding of the input genes (:meth:`GexBERT.embed` of an AnnData that holds only their columns,
+        all of them in one encoder input: the summary, then the linear latent with the default linear path).
     ``"finetune"``
         The network's encoder and a linear head (LayerNorm + linear) trained together with cross-entropy
         (AdamW, ``epochs`` passes, learning rate ``lr`` for the encoder and ``10 * lr`` for the head,

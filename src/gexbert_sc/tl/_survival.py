@@ -233,7 +233,8 @@ def survival(
     ``"both"``
         ``"original"`` and ``"restored"`` concatenated.
     ``"embedding"``
-        The summary embedding of the input genes (:meth:`GexBERT.embed`, same inputs).
+        The embedding of the input genes (:meth:`GexBERT.embed`, same inputs: the summary, then the linear
+        latent with the default linear path).
     ``"pca"``
         Baseline without a model: the first ``n_pcs`` principal components (capped by the training
         samples and the input genes) of the same input genes, fitted on the training fold. The paper
