@@ -60,6 +60,30 @@ def test_em_fit_restores_missing_values_better_than_mean_filling():
     assert em < 0.9 * no_em, (em, no_em)
 
 
+def test_em_goes_on_while_validation_improves_on_gene_blocks():
+    """Whole genes missing in groups of rows converge slowly: ten EM iterations are not enough, and the
+    validation-stopped EM (up to 50) restores the hidden blocks clearly better."""
+    G = 120
+    full = _low_rank(300, G, k=20, noise=1.0, seed=11)
+    z, val = full[:240].clone(), full[240:].clone()
+    g = torch.Generator().manual_seed(5)
+    hidden = torch.zeros_like(z, dtype=torch.bool)
+    for b in range(3):  # three groups of training rows, each without its own 60% of the genes
+        genes = torch.randperm(G, generator=g)[: int(0.6 * G)]
+        hidden[torch.arange(b * 80, (b + 1) * 80)[:, None], genes[None, :]] = True
+    zm = z.clone()
+    zm[hidden] = float("nan")
+
+    def error(em_iterations):
+        lp = GaussianLinearPath(G, rank=32)
+        lp.fit(zm, val, generator=torch.Generator().manual_seed(0), em_iterations=em_iterations)
+        return float(((lp.fill(zm)[hidden] - z[hidden]) ** 2).mean() / z[hidden].var())
+
+    none, ten, stopped = error(0), error(10), error(50)
+    assert ten < 0.85 * none, (ten, none)
+    assert stopped < 0.97 * ten, (stopped, ten)
+
+
 def test_fill_keeps_observed_values_and_fills_the_rest():
     G = 30
     lp = GaussianLinearPath(G, rank=6)

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 from torch import nn
 
+logger = logging.getLogger(__name__)
+
 LINEAR_PATHS = ("none", "fixed", "learned")
-#: EM iterations of :meth:`GaussianLinearPath.fit` when the training rows have missing values.
-EM_ITERATIONS = 10
+#: Most EM iterations of :meth:`GaussianLinearPath.fit` when the training rows have missing values
+#: (without validation rows: exactly this many are run).
+EM_ITERATIONS = 50
+#: Without validation rows, EM runs this many iterations.
+EM_ITERATIONS_NO_VAL = 10
 #: EM iterations after which the penalty is picked again on the validation rows (and once more at the end).
 EM_REPICK = (2, 5)
+#: EM stops when the validation error has not fallen by this fraction for :data:`EM_PATIENCE` iterations.
+EM_TOL = 1e-5
+EM_PATIENCE = 3
 #: Rows per chunk when every gene of many rows is estimated hold at most about this many factor values.
 FILL_VALUES = 16_000_000
 #: The penalty is picked on at most this many validation rows (a seeded random subset).
@@ -117,9 +126,14 @@ class GaussianLinearPath(nn.Module):
 
         ``lam`` is the value of ``lams`` (default ``logspace(-1, 1.5, 11)``) with the smallest error on
         ``val`` (standardised rows held out from ``z``) when half of each row's observed genes, drawn at
-        random, restore the other half; 1 without ``val``. Where ``z`` has missing values (NaN),
-        ``em_iterations`` EM iterations fill them with their conditional means and set the factors from
-        the filled rows, picking ``lam`` again after iterations :data:`EM_REPICK` and at the end. With
+        random, restore the other half; 1 without ``val``. Where ``z`` has missing values (NaN), EM
+        iterations fill them with their conditional means and set the factors from the filled rows,
+        picking ``lam`` again after iterations :data:`EM_REPICK` and at the end. With ``val``, the
+        iterations go on (at most ``em_iterations``) while the validation error keeps falling (by
+        :data:`EM_TOL` within :data:`EM_PATIENCE` iterations), and the factors of the iteration with the
+        smallest validation error are kept: whole genes missing in a group of rows converge slowly
+        (tens of iterations), scattered missing values within about ten. Without ``val``,
+        :data:`EM_ITERATIONS_NO_VAL` iterations. With
         ``refit``, the factors are then set from ``z`` and ``val`` together (``val``'s missing values
         filled likewise; the penalty is in per-sample units, so it carries over). Returns ``{lam: mse}``
         of the last pick. ``rows`` and ``n_rows``: the data rows of ``z`` then ``val``, as in
@@ -132,12 +146,10 @@ class GaussianLinearPath(nn.Module):
         self.log_lam.fill_(0.0)
         scores = self._pick_lam(val.float(), lams, generator) if has_val else {}
         filled = z.float()
-        if bool(torch.isnan(filled).any()):
-            for it in range(int(em_iterations)):
-                filled = self.fill(z.float())
-                self.set_factors(filled)
-                if has_val and (it + 1 in EM_REPICK or it + 1 == em_iterations):
-                    scores = self._pick_lam(val.float(), lams, generator)
+        if int(em_iterations) > 0 and bool(torch.isnan(filled).any()):
+            filled = self._em(z.float(), val.float() if has_val else None, lams, generator, int(em_iterations))
+            if has_val:
+                scores = self._pick_lam(val.float(), lams, generator)
         if has_val:
             self._pick_table(val.float(), lams, generator)
         if refit and has_val:
@@ -145,6 +157,36 @@ class GaussianLinearPath(nn.Module):
         elif rows is not None:
             self.set_factors(filled, rows[: len(z)], n_rows)
         return scores
+
+    def _em(self, z: torch.Tensor, val: torch.Tensor | None, lams: list[float], generator, most: int) -> torch.Tensor:
+        """EM iterations on ``z`` (see :meth:`fit`); returns the filled rows whose factors are set."""
+        if val is None:
+            for _ in range(min(most, EM_ITERATIONS_NO_VAL)):
+                filled = self.fill(z)
+                self.set_factors(filled)
+            return filled
+        split_seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        best, best_filled, stale = math.inf, None, 0
+        for it in range(1, most + 1):
+            filled = self.fill(z)
+            self.set_factors(filled)
+            if it in EM_REPICK:
+                self._pick_lam(val, lams, generator)
+            if it < EM_REPICK[-1]:
+                continue
+            # the same split of the validation rows every time, at the penalty fixed since the last pick
+            err = self._pick_lam(val, [float(self.lam)], torch.Generator().manual_seed(split_seed))[float(self.lam)]
+            if err < best * (1 - EM_TOL):
+                best, best_filled, stale = err, filled, 0
+            else:
+                stale += 1
+                if stale >= EM_PATIENCE:
+                    break
+        if best_filled is not None and best_filled is not filled:
+            self.set_factors(best_filled)
+            filled = best_filled
+        logger.debug("linear path: %d EM iterations, validation MSE %.4f", it, best)
+        return filled
 
     def _pick_table(self, val: torch.Tensor, lams: list[float], generator) -> None:
         """Pick the penalty for each of :data:`PICK_SIZES` inputs (and half the genes) and keep the table."""
