@@ -372,11 +372,12 @@ def _scenarios(adata: ad.AnnData, mechanisms, mcar_rates, block_rates, low_rates
     return [(m, float(r), groupby if m == "gene_block" else None) for m in mechanisms for r in rates[m]]
 
 
-def _impute_one(sim: ad.AnnData, label: str, seed: int, fit_kwargs: dict | None, interval: float | None):
+def _impute_one(sim: ad.AnnData, label: str, seed: int, fit_kwargs: dict | None, interval: float | None,
+                groupby: str | None = None):
     """Fill ``sim`` with one method; returns the completed matrix, bounds and seconds."""
     method = _base_method(label)
     t0 = time.perf_counter()
-    gb.tl.impute(sim, method=method, key_added="bench", interval=interval,
+    gb.tl.impute(sim, method=method, key_added="bench", interval=interval, groupby=groupby,
                  fit_kwargs=fit_kwargs if method == "gexbert" else None, random_state=seed, progress=False)
     secs = time.perf_counter() - t0
     lo = sim.layers["bench_lower"] if interval else None
@@ -479,7 +480,8 @@ def run_imputation(
                     rows.append(row)
                     continue
                 try:
-                    F, lo, hi, secs = _impute_one(sim, label, int(seed), fit_kwargs_by_method.get(label), interval)
+                    F, lo, hi, secs = _impute_one(sim, label, int(seed), fit_kwargs_by_method.get(label), interval,
+                                                    groupby)
                 except Exception as err:  # noqa: BLE001 - a benchmark records a method's failure and goes on
                     row["status"] = f"failed: {type(err).__name__}: {err}"[:300]
                     logger.warning("%s %s %s %g seed %d failed: %s", name, label, mech, rate, seed, err)
@@ -508,7 +510,7 @@ def _check_against_benchmark(base, mech, rate, groupby, seed, interval, truth, m
     sim.X = np.where(mask, np.nan, truth).astype(np.float32)
     diff = 0.0
     for label in CHECK_METHODS:
-        F, lo, hi, _ = _impute_one(sim, label, seed, None, interval)
+        F, lo, hi, _ = _impute_one(sim, label, seed, None, interval, groupby)
         s = score(truth, F, mask & np.isfinite(F), gene_sd, lo, hi)
         s["rmse_ratio"] = s["rmse"] / mean_rmse
         r = ref.loc[label]

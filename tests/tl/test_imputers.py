@@ -1,10 +1,10 @@
-"""Baseline imputers and split-conformal intervals (gexbert_sc.tl._imputers)."""
+"""Baseline imputers (gexbert_sc.tl._imputers)."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from gexbert_sc.tl._imputers import BASELINE_METHODS, ConformalCalibration, conformal_calibrate, impute_matrix
+from gexbert_sc.tl._imputers import BASELINE_METHODS, impute_matrix
 
 
 def _low_rank(n, p, *, rank=3, noise=0.1, rate=0.2, seed=0):
@@ -85,73 +85,6 @@ def test_softimpute_randomized_svd_path():
     assert _rmse(F, X, mask) < 0.25 * _rmse(impute_matrix(X_missing, "mean"), X, mask)
 
 
-def test_conformal_coverage_softimpute():
-    X, X_missing, mask = _low_rank(300, 80, seed=11)
-    cal = conformal_calibrate(X_missing, lambda A: impute_matrix(A, "softimpute"), interval=0.9, fraction=0.1)
-    assert isinstance(cal, ConformalCalibration)
-    assert cal.scale.shape == (80,) and np.isfinite(cal.q) and cal.q > 0
-    F = impute_matrix(X_missing, "softimpute")
-    sd, lower, upper = cal.intervals(F)
-    assert sd.shape == lower.shape == upper.shape == F.shape
-    assert (lower <= F).all() and (F <= upper).all()
-    covered = (X[mask] >= lower[mask]) & (X[mask] <= upper[mask])
-    assert 0.85 <= covered.mean() <= 0.95
-    # the residual sd estimate is of the order of the noise (0.1), not of the gene spread
-    assert 0.05 < float(np.median(cal.scale)) < 0.3
-
-
-def test_conformal_any_imputer_and_per_gene_scale():
-    # genes 0-39 are noisy (sd 2), genes 40-79 quiet (sd 0.2): the mean imputer's residuals differ per gene
-    rng = np.random.default_rng(2)
-    sd_gene = np.r_[np.full(40, 2.0), np.full(40, 0.2)]
-    X = rng.normal(size=(400, 80)) * sd_gene
-    mask = rng.random(X.shape) < 0.2
-    X_missing = np.where(mask, np.nan, X)
-    cal = conformal_calibrate(X_missing, lambda A: impute_matrix(A, "mean"), interval=0.9, fraction=0.1, random_state=4)
-    assert cal.scale[:40].mean() / cal.scale[40:].mean() > 5
-    F = impute_matrix(X_missing, "mean")
-    _, lower, upper = cal.intervals(F)
-    covered = (X >= lower) & (X <= upper)
-    assert 0.85 <= covered[mask].mean() <= 0.95
-    # per-gene scales keep coverage on both kinds of gene, not just on average
-    assert 0.8 <= covered[:, :40][mask[:, :40]].mean() <= 0.98
-    assert 0.8 <= covered[:, 40:][mask[:, 40:]].mean() <= 0.98
-
-
-def test_conformal_quantile_and_shrinkage_rule():
-    X = np.zeros((50, 4))
-    X[::7, 0] = np.nan
-    # residual X - pred is exactly -1 on every hidden entry
-    cal = conformal_calibrate(X, lambda A: np.where(np.isnan(A), 1.0, A), interval=0.8, fraction=0.2)
-    np.testing.assert_allclose(cal.scale, 1.0)
-    assert cal.q == pytest.approx(1.0) and cal.global_rms == pytest.approx(1.0)
-    assert cal.n_calibration == round(0.2 * (~np.isnan(X)).sum()) == cal.n_per_gene.sum()
-    # too few calibration entries for the requested coverage: q is infinite, by the finite-sample rule
-    cal = conformal_calibrate(np.zeros((3, 3)), lambda A: np.nan_to_num(A), interval=0.9, fraction=0.5)
-    assert cal.n_calibration == 4 and cal.q == np.inf  # ceil(5 * 0.9) = 5 > 4
-
-
-def test_conformal_keeps_one_value_per_gene():
-    X = np.full((10, 3), np.nan)
-    X[0, :] = 1.0  # one observed value per gene: none may be hidden
-    X[:, 2] = np.arange(10.0)
-    seen = []
-    conformal_calibrate(X, lambda A: seen.append(A) or impute_matrix(A, "mean"), fraction=0.9)
-    assert (~np.isnan(seen[0])).any(axis=0).all()
-
-
-def test_intervals_one_sample():
-    cal = ConformalCalibration(
-        scale=np.array([1.0, 2.0]), q=1.5, interval=0.9, n_calibration=10, n_per_gene=np.array([5, 5])
-    )
-    sd, lo, hi = cal.intervals(np.array([0.0, 10.0]))
-    np.testing.assert_allclose(sd, [1.0, 2.0])
-    np.testing.assert_allclose(lo, [-1.5, 7.0])
-    np.testing.assert_allclose(hi, [1.5, 13.0])
-    with pytest.raises(ValueError, match=r"pred must be \(n_samples, 2\)"):
-        cal.intervals(np.zeros((3, 5)))
-
-
 def test_errors():
     X = np.ones((5, 4))
     X[:, 1] = np.nan
@@ -173,12 +106,3 @@ def test_errors():
         impute_matrix(np.array([[1.0, np.nan], [2.0, 2.0]]), "zero", tol=1e-3)
     with pytest.raises(ValueError, match="must be 2-D"):
         impute_matrix(np.ones(4), "mean")
-    Y = np.ones((20, 3))
-    with pytest.raises(ValueError, match=r"interval must be in \(0, 1\)"):
-        conformal_calibrate(Y, lambda A: A, interval=1.0)
-    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\)"):
-        conformal_calibrate(Y, lambda A: A, fraction=0)
-    with pytest.raises(ValueError, match=r"impute_fn returned shape \(2, 2\)"):
-        conformal_calibrate(Y, lambda A: np.ones((2, 2)))
-    with pytest.raises(ValueError, match="left .* hidden entries NaN"):
-        conformal_calibrate(Y, lambda A: A)

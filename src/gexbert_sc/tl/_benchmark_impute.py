@@ -92,7 +92,9 @@ def benchmark_impute(
     repeats
         Masks per mechanism and rate.
     groupby
-        ``adata.obs`` column of the groups (cohorts, platforms) for ``"gene_block"``.
+        ``adata.obs`` column of the groups (cohorts, platforms) for ``"gene_block"``; also passed to
+        :func:`~gexbert_sc.tl.impute`, so that values missing for a whole group get intervals calibrated on
+        whole (group, gene) blocks.
     model
         A trained GexBERT to use instead of training one per copy. If it was trained on these samples it has
         seen the hidden values and its scores are optimistic (a warning says so).
@@ -157,7 +159,7 @@ def benchmark_impute(
             bar.set_postfix(mechanism=mech, rate=rate, method=method)
             t0 = time.perf_counter()
             impute(sim, method=method, model=model if method == "gexbert" else None, key_added="bench",
-                   interval=interval, fit_kwargs=fit_kwargs, random_state=seed, progress=False)
+                   interval=interval, groupby=groupby, fit_kwargs=fit_kwargs, random_state=seed, progress=False)
             secs = time.perf_counter() - t0
             F = sim.layers["bench"]
             lo, hi = (sim.layers.get("bench_lower"), sim.layers.get("bench_upper")) if interval else (None, None)

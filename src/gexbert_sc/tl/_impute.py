@@ -11,9 +11,10 @@ import pandas as pd
 import scipy.sparse as sp
 from anndata import AnnData
 
-from gexbert_sc._validate import check_anndata, check_layer, check_matrix_values
+from gexbert_sc._validate import check_anndata, check_layer, check_matrix_values, check_obs_key
 from gexbert_sc.model import GexBERT
-from gexbert_sc.tl._imputers import BASELINE_METHODS, ConformalCalibration, conformal_calibrate, impute_matrix
+from gexbert_sc.tl._conformal import ConformalCalibration, conformal_calibrate, group_codes, whole_group_gaps
+from gexbert_sc.tl._imputers import BASELINE_METHODS, impute_matrix
 
 logger = logging.getLogger("gexbert_sc")
 
@@ -100,17 +101,19 @@ class GexBERTFiller:
 
 
 def write_intervals(adata: AnnData, key: str, filled: np.ndarray, observed: np.ndarray,
-                    cal: ConformalCalibration | None, genes: np.ndarray | None = None) -> None:
+                    cal: ConformalCalibration | None, genes: np.ndarray | None = None,
+                    block: np.ndarray | None = None) -> None:
     """Write ``.layers[key + "_sd" / "_lower" / "_upper"]``.
 
     The calibrated spread and interval at imputed entries; at observed entries sd 0 and lower = upper = the
-    value; NaN where uncalibrated.
+    value; NaN where uncalibrated. ``block`` (over the ``genes`` columns): entries missing for their whole group,
+    which get the block calibration.
     """
     sd = np.full_like(filled, np.nan)
     lower, upper = sd.copy(), sd.copy()
     if cal is not None:
         cols = np.arange(filled.shape[1]) if genes is None else genes
-        s, lo, hi = cal.intervals(filled[:, cols])
+        s, lo, hi = cal.intervals(filled[:, cols], block)
         sd[:, cols], lower[:, cols], upper[:, cols] = s, lo, hi
     sd[observed], lower[observed], upper[observed] = 0.0, filled[observed], filled[observed]
     adata.layers[key + "_sd"], adata.layers[key + "_lower"], adata.layers[key + "_upper"] = sd, lower, upper
@@ -125,6 +128,7 @@ def impute(
     key_added: str | None = None,
     interval: float | None = 0.9,
     calibration_fraction: float = 0.05,
+    groupby: str | None = None,
     fit_kwargs: dict | None = None,
     n_repeats: int | None = None,
     n_neighbors: int = 10,
@@ -156,12 +160,19 @@ def impute(
     interval
         Coverage of the prediction intervals (e.g. 0.9), calibrated by split-conformal prediction: a fraction
         ``calibration_fraction`` of the observed entries is hidden, imputed and scored, and each gene's
-        interval is ``value +/- q * scale_gene`` (see :func:`~gexbert_sc.tl._imputers.conformal_calibrate`).
+        interval is ``value +/- q * scale_gene`` (see :func:`~gexbert_sc.tl._conformal.conformal_calibrate`).
         Without a model, the model is trained with the calibration entries hidden, so that they are honest
         held-out values. A given model that was trained on these samples has seen them: its intervals may
         then be too narrow. None: no intervals (one imputation less).
     calibration_fraction
         Fraction of the observed entries hidden for calibration.
+    groupby
+        Column of ``.obs`` naming groups of samples that may lack whole genes (cohorts, platforms, batches).
+        Values missing for a whole group (a gene the group never measured but another did) get intervals
+        calibrated on whole (group, gene) blocks hidden on purpose in the same calibration imputation
+        (``calibration_fraction`` of the blocks, at most one per gene), the rest on entries hidden at random:
+        restoring a gene a group never measured is harder, so entry-wise intervals are too narrow there.
+        Default: the model's ``batch_key`` (or ``fit_kwargs["batch_key"]``); None without one.
     fit_kwargs
         Settings of the model trained without ``model=``: :class:`~gexbert_sc.GexBERT` arguments
         (``config``, ``batch_key``, any config setting) and :meth:`~gexbert_sc.GexBERT.train` arguments
@@ -215,6 +226,10 @@ def impute(
     if layer is None and model is not None:
         layer = model.layer
     key_added = key_added or ("gexbert_imputed" if method == "gexbert" else f"{method}_imputed")
+    if groupby is None:
+        groupby = model.batch_key if model is not None else (fit_kwargs or {}).get("batch_key")
+    if groupby is not None:
+        check_obs_key(adata, groupby, "groupby")
     X = dense_matrix(adata, layer)
     where = f"adata.layers[{layer!r}]" if layer else "adata.X"
     check_observed_rows_cols(X, adata, where)
@@ -232,7 +247,8 @@ def impute(
                                  feature_names=list(adata.var_names))
         known = np.ones(adata.n_vars, bool)
 
-    cal = None
+    cal, block = None, None
+    codes = group_codes(adata.obs[groupby].to_numpy(), adata.n_obs) if groupby is not None else None
     if interval is not None and missing.any():
         cols = np.flatnonzero(known)
         Xk = X[:, cols]
@@ -243,15 +259,18 @@ def impute(
             return fill(full)[:, cols]
 
         cal = conformal_calibrate(Xk, fill_known, interval=interval, fraction=calibration_fraction,
-                                  random_state=random_state)
+                                  random_state=random_state, groups=codes)
+        if cal.block is not None:
+            block = whole_group_gaps(np.isnan(Xk), codes)
     filled = fill(X) if missing.any() else X.copy()
     filled[~missing] = X[~missing]
     adata.layers[key_added] = filled
     if interval is not None:
-        write_intervals(adata, key_added, filled, ~missing, cal, np.flatnonzero(known))
+        write_intervals(adata, key_added, filled, ~missing, cal, np.flatnonzero(known), block)
     n_filled = int((missing & ~np.isnan(filled)).sum())
     params = {"method": method, "layer": layer or "X", "interval": float(interval) if interval is not None else 0.0,
-              "calibration_fraction": float(calibration_fraction), "random_state": int(random_state),
+              "calibration_fraction": float(calibration_fraction), "groupby": groupby or "",
+              "random_state": int(random_state),
               "model": "given" if model is not None else ("trained here" if method == "gexbert" else ""),
               "fit_kwargs": json.dumps(fit_kwargs or {}, default=str),
               "n_repeats": int(n_repeats) if n_repeats is not None else 0}
@@ -259,6 +278,10 @@ def impute(
     if cal is not None:
         adata.uns[key_added]["calibration"] = {"q": float(cal.q), "n_calibration": int(cal.n_calibration),
                                                "rms": float(cal.global_rms)}
+        if cal.block is not None:
+            adata.uns[key_added]["calibration"].update(
+                block_q=float(cal.block.q), n_block_calibration=int(cal.block.n_calibration),
+                block_rms=float(cal.block.global_rms), n_block_missing=int(block.sum()))
     if method == "gexbert" and model is None and fill.model is not None:
         adata.uns[key_added]["metrics"] = {k: float(v) for k, v in fill.model.metrics.items()}
     if not missing.any():

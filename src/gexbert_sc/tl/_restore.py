@@ -11,8 +11,8 @@ from anndata import AnnData
 
 from gexbert_sc._validate import check_anndata
 from gexbert_sc.model import GexBERT
+from gexbert_sc.tl._conformal import ConformalCalibration, calibrate_residuals
 from gexbert_sc.tl._impute import dense_matrix, split_fit_kwargs
-from gexbert_sc.tl._imputers import ConformalCalibration, calibrate_residuals
 
 logger = logging.getLogger("gexbert_sc")
 
