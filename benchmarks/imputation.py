@@ -35,7 +35,8 @@ Restoration (:func:`run_restoration`, :func:`restoration_scenarios`)
     third of the genes is hidden in the test samples; ``panel64``: only a random 64-gene panel is kept in the
     test samples (3 panels per seed), all other genes are hidden. gexbert: a GexBERT trained on the training
     samples (all genes) and ``gb.tl.restore`` from the test samples' other genes (intervals calibrated on the
-    model's validation samples, which it did not train on); ridge: ``gb.tl.restore(method="ridge",
+    model's validation samples, which the network did not train on, each left out of the linear path's
+    factors: ``tl.restore`` without ``reference``); ridge: ``gb.tl.restore(method="ridge",
     reference=train)``; softimpute and knn: ``gb.tl.impute`` on the full matrix (train and test samples) with
     the test samples' hidden genes set to NaN (transductive: they see the test samples' other genes while
     fitting); mean: the training means (interval: the training 5% and 95% quantiles).
@@ -605,9 +606,10 @@ def _fit_gexbert(train: ad.AnnData, seed: int, fit_kwargs: dict | None):
     return model, time.perf_counter() - t0
 
 
-def _restore_gexbert(model, test_in: ad.AnnData, targets, reference, seed: int, interval):
-    gb.tl.restore(test_in, model=model, genes=list(targets), reference=reference, key_added="rest",
-                  interval=interval if reference is not None else None, random_state=seed)
+def _restore_gexbert(model, test_in: ad.AnnData, targets, seed: int, interval):
+    """Intervals calibrated on the model's validation samples (``tl.restore`` without ``reference``)."""
+    gb.tl.restore(test_in, model=model, genes=list(targets), key_added="rest", interval=interval,
+                  random_state=seed)
     get = lambda k: test_in.obsm[k][list(targets)].to_numpy(dtype=np.float32) if k in test_in.obsm else None
     return get("rest"), get("rest_lower"), get("rest_upper")
 
@@ -724,9 +726,7 @@ def run_restoration(
                         if isinstance(trained[label], Exception):
                             raise trained[label]
                         model, train_secs = trained[label]
-                        val = model.validation_rows
-                        ref = train[val].copy() if val is not None and len(val) else None
-                        P, lo, hi = _restore_gexbert(model, test_in.copy(), task["targets"], ref, int(seed), interval)
+                        P, lo, hi = _restore_gexbert(model, test_in.copy(), task["targets"], int(seed), interval)
                         row.update(train_seconds=train_secs, epochs=len(model.history))
                     elif method == "ridge":
                         P, lo, hi = _restore_ridge(test_in.copy(), task["targets"], train, int(seed), interval)
@@ -970,7 +970,8 @@ def _markdown(meta: dict, imp: pd.DataFrame, rest: pd.DataFrame, speed: dict | N
          "- Restoration: split 80/20 by patient (seeded); `third_hidden`: a random third of the genes hidden in the "
          f"test samples; `panel64`: only a random {PANEL_SIZE}-gene panel kept in the test samples ({N_PANELS} "
          "panels per seed). gexbert: trained on the training samples, `tl.restore(model=..., genes=hidden)` from "
-         "the test samples' other genes, intervals calibrated on the model's validation samples (not trained on); "
+         "the test samples' other genes, intervals calibrated on the model's validation samples (not trained on; "
+         "each left out of the linear path's factors: `tl.restore` without `reference`); "
          "ridge: `tl.restore(method=\"ridge\", reference=train)`; softimpute, knn: `tl.impute` on the full matrix "
          "with the test samples' hidden genes NaN (**transductive**: they fit on the test samples' other genes "
          "too; their intervals are calibrated on MCAR entries, not on hidden genes); mean: training means "

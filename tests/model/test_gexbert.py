@@ -396,3 +396,30 @@ def test_linear_path_training_keeps_the_start_when_no_epoch_beats_it(small_adata
     if min(h["val_other"] for h in hist) > model.metrics["val_other"] + 1e-6:  # no epoch beat the start
         assert all(torch.equal(start[k], v) for k, v in model.module.state_dict().items())
     assert model.metrics["val_other"] <= min(h["val_other"] for h in hist) + 1e-6
+
+
+def test_restore_leave_out_gives_held_out_predictions_of_the_models_own_samples(tmp_path):
+    """The linear path's factors are refitted on the validation samples: restored in-sample they look better
+    than they are; ``leave_out=True`` restores each from factors without it (samples the model was not
+    fitted on are restored as usual, and a loaded model, whose loadings are not saved, refuses)."""
+    adata = gb.datasets.synthetic(n_obs=200, n_vars=80, n_types=3, n_modules=5, module_size=12, random_state=6)
+    model = tiny_model(adata, linear_rank=128).train(phase1_epochs=1, phase2_epochs=1, progress=False)
+    assert model.can_leave_out
+    val = adata[np.sort(model.validation_rows)]
+    inputs, targets = val[:, :25].copy(), list(adata.var_names[25:])
+    truth = val[:, targets].X
+
+    def rmse(pred):
+        return float(np.sqrt(np.mean((pred - truth) ** 2)))
+
+    in_sample = model.restore(inputs, genes=targets)
+    held_out = model.restore(inputs, genes=targets, leave_out=True)
+    assert rmse(held_out) > 1.03 * rmse(in_sample), (rmse(held_out), rmse(in_sample))
+    stranger = inputs.copy()
+    stranger.obs_names = [f"new_{i}" for i in range(stranger.n_obs)]
+    assert np.allclose(model.restore(stranger, genes=targets, leave_out=True), in_sample, atol=1e-5)
+    model.save(tmp_path / "m")
+    loaded = gb.GexBERT.load(tmp_path / "m", adata)
+    assert not loaded.can_leave_out
+    with pytest.raises(ValueError, match="leave_out=True needs the linear path's factors as fitted in this session"):
+        loaded.restore(inputs, genes=targets, leave_out=True)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import gexbert_sc as gb
+from tests.conftest import TINY
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +64,11 @@ def test_restore_errors(trained, split):
 
 
 def test_default_targets_are_the_model_genes_adata_lacks(trained, tmp_path, caplog):
-    """Without genes=, a panel's missing model genes are restored (not "no input genes"); no reference: no intervals."""
-    model, adata = trained
+    """Without genes=, a panel's missing model genes are restored (not "no input genes"); no reference and a
+    loaded model (nothing to calibrate on: its loadings are not saved): no intervals."""
+    trained_model, adata = trained
+    trained_model.save(tmp_path / "m")
+    model = gb.GexBERT.load(tmp_path / "m", adata)
     panel = adata[:40, :50].copy()
     lacking = [g for g in model.genes if g not in set(panel.var_names)]
     assert len(lacking) == 30
@@ -129,7 +133,7 @@ def test_restore_passes_device_and_progress(trained, split, monkeypatch, capsys)
     monkeypatch.setattr(gb.GexBERT, "restore", spy)
     panel = adata[:20, :50].copy()
     gb.tl.restore(panel, model=model, device="cpu")
-    assert seen == ["cpu"]
+    assert seen == ["cpu", "cpu"]  # the panel, then the validation samples the intervals are calibrated on
     # a model trained here: no progress bar with progress=False, the device reaches training and restoring
     ref, test = split
     tiny = {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "n_levels": 16, "n_input": 32, "n_target": 32,
@@ -137,4 +141,20 @@ def test_restore_passes_device_and_progress(trained, split, monkeypatch, capsys)
     torch.set_num_threads(1)  # a tiny model trains 20x slower on 2 threads of a loaded 2-core machine
     capsys.readouterr()
     gb.tl.restore(test[:, :50].copy(), reference=ref, fit_kwargs=tiny, progress=False, device="cpu", interval=None)
-    assert "GexBERT" not in capsys.readouterr().err and seen[1:] == ["cpu"]
+    assert "GexBERT" not in capsys.readouterr().err and seen[2:] == ["cpu"]
+
+
+def test_without_reference_intervals_are_calibrated_on_the_models_validation_samples(split):
+    ref, test = split
+    model = gb.GexBERT(ref, random_state=0, **{**TINY, "linear_rank": 128}).train(
+        phase1_epochs=1, phase2_epochs=1, progress=False)
+    panel = test[:, :25].copy()
+    targets = list(ref.var_names[25:])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*fitted on")
+        gb.tl.restore(panel, model=model, genes=targets)
+    params = panel.uns["gexbert_restored"]["params"]
+    assert params["calibrated_on"] == "validation samples" and params["interval"] == 0.9
+    lo, hi = panel.obsm["gexbert_restored_lower"].to_numpy(), panel.obsm["gexbert_restored_upper"].to_numpy()
+    T = test[:, targets].X
+    assert 0.84 <= np.mean((T >= lo) & (T <= hi)) <= 0.96

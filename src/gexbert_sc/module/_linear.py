@@ -69,6 +69,11 @@ class GaussianLinearPath(nn.Module):
     def lam(self) -> torch.Tensor:
         return self.log_lam.exp()
 
+    @property
+    def can_leave_out(self) -> bool:
+        """Whether :meth:`latent` can leave the fitted rows out (the loadings are kept in memory, not saved)."""
+        return len(self.row_index) > 0
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # the penalty table's size comes from the saved model; models saved before it have none
         for name in ("lam_log_sizes", "lam_log_values"):

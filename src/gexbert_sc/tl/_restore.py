@@ -81,12 +81,37 @@ def _ridge(reference: AnnData, ref_layer, inputs, targets, n_folds: int, random_
     return pipe, Yr[rows, cols] - cv_pred[rows, cols], cols
 
 
-def _quiet_restore(model: GexBERT, adata: AnnData, targets, n_input, n_repeats, random_state, device) -> np.ndarray:
+def _quiet_restore(model: GexBERT, adata: AnnData, targets, n_input, n_repeats, random_state, device,
+                   leave_out: bool = False) -> np.ndarray:
     """``model.restore`` without the warning about absent genes: the targets are left out on purpose."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*treated as missing", category=UserWarning)
         return model.restore(adata, genes=targets, n_input=n_input, n_repeats=n_repeats, random_state=random_state,
-                             device=device)
+                             device=device, leave_out=leave_out)
+
+
+def _calibrate_gexbert(model: GexBERT, reference: AnnData, inputs, targets, layer, interval, leave_out: bool,
+                       **restore_kw) -> ConformalCalibration | None:
+    """Residuals of the model restoring ``reference``'s targets from its input genes, calibrated."""
+    ref_in = reference[:, [g for g in inputs if g in reference.var_names]].copy()
+    ref_pred = _quiet_restore(model, ref_in, targets, leave_out=leave_out, **restore_kw)
+    R = dense_matrix(reference[:, [g for g in targets if g in reference.var_names]], layer)
+    tcols = np.flatnonzero(np.isin(targets, reference.var_names))
+    rows, cols = np.nonzero(~np.isnan(R))
+    if rows.size == 0:
+        logger.info("no prediction intervals: the calibration samples measure none of the targets")
+        return None
+    return calibrate_residuals(R[rows, cols] - ref_pred[rows, tcols[cols]], tcols[cols], len(targets),
+                               interval=interval)
+
+
+def _validation_samples(model: GexBERT) -> AnnData | None:
+    """The model's validation samples (never trained on by the network), where the linear path can leave them out."""
+    rows = model.validation_rows
+    if not model.can_leave_out or rows is None or len(rows) == 0:
+        return None
+    sub = model.adata[np.sort(rows)]
+    return sub.to_memory() if sub.isbacked else sub.copy()
 
 
 def restore(
@@ -131,16 +156,20 @@ def restore(
         literature (D-GEX and successors).
     reference
         Samples with both the input genes and the targets: what ridge (and a model trained here) learns from,
-        and where the intervals are calibrated (cross-validated residuals for ridge; the model's residuals
-        restoring the reference's targets from its input genes for gexbert: if the model was trained on the
-        reference, these are optimistic and so are the intervals; pass held-out samples).
+        and where the intervals are calibrated (cross-validated residuals for ridge; for a given model, its
+        residuals restoring the reference's targets from its input genes: if the model was trained on the
+        reference, these are optimistic and so are the intervals (warned); pass held-out samples, or none, see
+        ``interval``). A model trained here is calibrated on its own validation samples.
     layer
         Read this layer of ``adata`` and ``reference`` instead of ``.X`` (default: the model's layer).
     key_added
         Default ``"gexbert_restored"`` or ``"ridge_restored"``.
     interval
-        Coverage of the split-conformal prediction intervals. They are calibrated on ``reference``: without
-        one, none are computed (logged) and ``params["interval"]`` is 0. None: no intervals.
+        Coverage of the split-conformal prediction intervals. They are calibrated on ``reference``; without
+        one, for gexbert, on the model's own validation samples when the model was set up in this session
+        (the network never trained on them, and each is left out of the linear path's factors, which were
+        refitted on them: ``GexBERT.restore(leave_out=True)``), otherwise none are computed (logged) and
+        ``params["interval"]`` is 0. None: no intervals.
     n_input, n_repeats
         Input genes per encoding and subsets averaged (see :meth:`~gexbert_sc.GexBERT.embed`).
     fit_kwargs
@@ -167,7 +196,8 @@ def restore(
         Restored values of the targets that ``adata`` lacks, a DataFrame with the gene names as columns.
     ``.uns[key_added]``
         ``params`` (``interval`` is the coverage of the intervals computed, 0 when none were; ``intervals``:
-        ``"split-conformal"`` or ``"none"``), ``targets_in_layer``, ``targets_in_obsm`` and, with intervals,
+        ``"split-conformal"`` or ``"none"``; ``calibrated_on``: ``"reference"``, ``"validation samples"`` or
+        ``""``), ``targets_in_layer``, ``targets_in_obsm`` and, with intervals,
         ``calibration`` (``q``, ``n_calibration``, ``rms``).
     """
     check_anndata(adata)
@@ -188,7 +218,8 @@ def restore(
         layer = model.layer
     key_added = key_added or f"{method}_restored"
 
-    if method == "gexbert" and model is None:
+    trained_here = method == "gexbert" and model is None
+    if trained_here:
         if genes is None:
             _targets(None, None, reference, adata)  # the default targets exist: check before training
         setup, train = split_fit_kwargs(fit_kwargs)
@@ -216,25 +247,30 @@ def restore(
 
     X_in = adata[:, inputs].copy()
     cal: ConformalCalibration | None = None
+    calibrated_on = ""
     if method == "gexbert":
-        pred = _quiet_restore(model, X_in, targets, n_input, n_repeats, random_state, device)
-        if interval is not None and reference is None:
-            logger.info("no prediction intervals: they are calibrated on samples with both the input genes and the "
-                        "targets; pass reference= (held-out samples) to get them")
-        if interval is not None and reference is not None:
+        kw = {"n_input": n_input, "n_repeats": n_repeats, "random_state": random_state, "device": device}
+        pred = _quiet_restore(model, X_in, targets, **kw)
+        if interval is not None and reference is not None and not trained_here:
             _warn_if_fitted_on(model, reference)
-            ref_in = reference[:, [g for g in inputs if g in reference.var_names]].copy()
-            ref_pred = _quiet_restore(model, ref_in, targets, n_input, n_repeats, random_state, device)
-            R = dense_matrix(reference[:, [g for g in targets if g in reference.var_names]], layer)
-            tcols = np.flatnonzero(np.isin(targets, reference.var_names))
-            rows, cols = np.nonzero(~np.isnan(R))
-            cal = calibrate_residuals(R[rows, cols] - ref_pred[rows, tcols[cols]], tcols[cols], len(targets),
-                                      interval=interval)
+            cal = _calibrate_gexbert(model, reference, inputs, targets, layer, interval, False, **kw)
+            calibrated_on = "reference"
+        elif interval is not None:
+            val = _validation_samples(model)
+            if val is None:
+                logger.info("no prediction intervals: they are calibrated on samples with both the input genes and "
+                            "the targets; pass reference= (held-out samples) to get them")
+            else:
+                cal = _calibrate_gexbert(model, val, inputs, targets, model.layer, interval, True, **kw)
+                calibrated_on = "validation samples"
+                logger.info("intervals calibrated on the model's %d validation samples (never trained on by the "
+                            "network; each left out of the linear path's factors)", val.n_obs)
     else:
         pipe, resid, rcols = _ridge(reference, layer, inputs, targets, n_folds, random_state)
         pred = pipe.predict(dense_matrix(X_in, layer)).astype(np.float32)
         if interval is not None:
             cal = calibrate_residuals(resid, rcols, len(targets), interval=interval)
+            calibrated_on = "reference"
     pred = np.asarray(pred, dtype=np.float32)
     bands = dict(zip(("_sd", "_lower", "_upper"), cal.intervals(pred), strict=True)) if cal is not None else {}
 
@@ -254,7 +290,8 @@ def restore(
         "params": {"method": method, "layer": layer or "X", "interval": float(interval) if cal is not None else 0.0,
                    "n_input_genes": len(inputs), "random_state": int(random_state),
                    "reference": "given" if reference is not None else "",
-                   "intervals": "split-conformal" if cal is not None else "none"},
+                   "intervals": "split-conformal" if cal is not None else "none",
+                   "calibrated_on": calibrated_on if cal is not None else ""},
         "targets_in_layer": np.asarray(targets[present], dtype=str),
         "targets_in_obsm": np.asarray(targets[~present], dtype=str),
     }
