@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from gexbert_sc._files import atomic_file
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -20,27 +21,14 @@ class CheckpointError(ValueError):
     """
 
 
-def umask_mode(mode: int = 0o666) -> int:
-    """``mode`` less the process's umask: the permissions an ordinary ``open`` or ``mkdir`` would give."""
-    current = os.umask(0)
-    os.umask(current)
-    return mode & ~current
-
-
 def save_checkpoint(path: Path, payload: dict) -> None:
     """Write ``payload`` atomically: a temporary file in the same folder, fsync, then rename. The file gets the user's umask permissions like any other file they write."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, umask_mode(0o666))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def load_checkpoint(path: Path) -> dict:
