@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 import gexbert_sc as gb
 
 sys.path.insert(0, os.path.dirname(__file__))
-from imputation import _gene_sd, load_cohort, score
+from imputation import load_cohort
 
 
 def main() -> None:
@@ -38,7 +38,6 @@ def main() -> None:
     print(json.dumps({"linear": linear, "train_seconds": round(time.perf_counter() - t, 1)}), flush=True)
     gb.pp.simulate_missing(a, rate=0.3, random_state=0)
     truth, mask = a.layers["simulated_truth"], a.layers["simulated_mask"]
-    sd = _gene_sd(truth)
     with threadpool_limits(1):
         for _ in range(2):
             for r in (1, 2, 4):
@@ -50,8 +49,8 @@ def main() -> None:
                 tk = time.perf_counter() - t
                 print(json.dumps({"linear": linear, "n_repeats": r, "gexbert_s": round(tg, 2), "knn_s": round(tk, 2),
                                   "knn_over_gexbert": round(tk / tg, 2),
-                                  "rmse": round(score(truth, a.layers["g"], mask, sd)["rmse"], 4),
-                                  "knn_rmse": round(score(truth, a.layers["k"], mask, sd)["rmse"], 4),
+                                  "rmse": round(gb.tl.score_imputation(truth, a.layers["g"], mask)["rmse"], 4),
+                                  "knn_rmse": round(gb.tl.score_imputation(truth, a.layers["k"], mask)["rmse"], 4),
                                   "load": round(os.getloadavg()[0], 1)}), flush=True)
 
 

@@ -21,7 +21,7 @@ Imputation (:func:`run_imputation`)
     single cohorts, the cohorts for ``pooled``) and ``low_value`` (missing not at random, 20%). Each method
     fills the hidden copy with ``gb.tl.impute`` (GexBERT trained anew on the observed entries of every copy,
     default ``"cpu"`` preset) with 90% split-conformal intervals. The masks (genes or samples the mask would
-    empty keep their values: ``simulate_missing(keep_measurable=True)``) and the scores are exactly those of ``gb.tl.benchmark_impute(random_state=seed, repeats=1)``: the
+    empty keep their values: ``simulate_missing(keep_measurable=True)``) and the scores (``gb.tl.score_imputation``) are exactly those of ``gb.tl.benchmark_impute(random_state=seed, repeats=1)``: the
     harness calls ``simulate_missing`` and ``impute`` itself (it needs the completed matrices for the
     C-index), and for every scenario it reruns ``benchmark_impute`` with the cheap methods (mean, zero) and
     checks that their scores agree (the largest difference is in the output). Downstream survival: an
@@ -238,50 +238,8 @@ def _has_survival(a: ad.AnnData) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- scoring
-def _median_gene_r(truth: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> float:
-    """Median over genes (>= 3 scored entries, some spread) of Pearson r (as ``tl.benchmark_impute``)."""
-    rs = []
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for j in np.flatnonzero(mask.sum(0) >= 3):
-            t, p = truth[mask[:, j], j], pred[mask[:, j], j]
-            if t.std() > 0 and p.std() > 0:
-                rs.append(np.corrcoef(t, p)[0, 1])
-    return float(np.median(rs)) if rs else float("nan")
-
-
-def score(truth: np.ndarray, pred: np.ndarray, mask: np.ndarray, gene_sd: np.ndarray,
-          lower: np.ndarray | None = None, upper: np.ndarray | None = None) -> dict[str, float]:
-    """Scores on the entries of ``mask``, as ``gb.tl.benchmark_impute`` computes them.
-
-    Parameters
-    ----------
-    truth, pred : numpy.ndarray
-        True and predicted values, samples x genes.
-    mask : numpy.ndarray
-        Boolean, the entries scored.
-    gene_sd : numpy.ndarray
-        Each gene's sd (errors are divided by it: standardised units).
-    lower, upper : numpy.ndarray, optional
-        Interval bounds.
-
-    Returns
-    -------
-    dict
-        ``rmse``, ``pearson`` (median per-gene r), ``coverage`` and ``width`` (standardised) of the intervals.
-    """
-    err = (pred - truth) / gene_sd
-    out = {"rmse": float(np.sqrt(np.mean(err[mask] ** 2))) if mask.any() else float("nan"),
-           "pearson": _median_gene_r(truth, pred, mask), "coverage": np.nan, "width": np.nan}
-    if lower is not None and upper is not None:
-        ok = mask & np.isfinite(lower) & np.isfinite(upper)
-        if ok.any():
-            t = truth[ok]
-            out["coverage"] = float(np.mean((t >= lower[ok]) & (t <= upper[ok])))
-            out["width"] = float(np.mean(((upper - lower) / gene_sd)[ok]))
-    return out
-
-
 def _gene_sd(X: np.ndarray) -> np.ndarray:
+    """Each gene's sd over the observed values of ``X`` (1 without spread): the units of every score."""
     sd = np.nanstd(X, axis=0)
     return np.where(sd > 0, sd, 1.0).astype(np.float32)
 
@@ -461,7 +419,7 @@ def run_imputation(
             truth, mask = sim.layers["simulated_truth"], sim.layers["simulated_mask"]
             n_kept = int(sim.uns["simulated"]["n_kept_genes"])
             mean_fill = np.broadcast_to(np.nanmean(sim.X, axis=0), sim.shape)
-            mean_rmse = score(truth, np.where(mask, mean_fill, truth), mask, gene_sd)["rmse"]
+            mean_rmse = gb.tl.score_imputation(truth, np.where(mask, mean_fill, truth), mask, gene_sd=gene_sd)["rmse"]
             c_full, cols = np.nan, None
             if surv:
                 cols = _cox_genes(adata.n_vars, int(seed))
@@ -489,7 +447,7 @@ def run_imputation(
                     rows.append(row)
                     continue
                 ok = mask & np.isfinite(F)
-                s = score(truth, F, ok, gene_sd, lo, hi)
+                s = gb.tl.score_imputation(truth, F, ok, gene_sd=gene_sd, lower=lo, upper=hi)
                 row.update(s, rmse_ratio=s["rmse"] / mean_rmse, seconds=secs, n_scored=int(ok.sum()))
                 if surv:
                     C = F[np.ix_(srows, cols)]
@@ -512,7 +470,7 @@ def _check_against_benchmark(base, mech, rate, groupby, seed, interval, truth, m
     diff = 0.0
     for label in CHECK_METHODS:
         F, lo, hi, _ = _impute_one(sim, label, seed, None, interval, groupby)
-        s = score(truth, F, mask & np.isfinite(F), gene_sd, lo, hi)
+        s = gb.tl.score_imputation(truth, F, mask & np.isfinite(F), gene_sd=gene_sd, lower=lo, upper=hi)
         s["rmse_ratio"] = s["rmse"] / mean_rmse
         r = ref.loc[label]
         if int(r["n_hidden"]) != int(mask.sum()):
@@ -713,7 +671,7 @@ def run_restoration(
             mask = ~np.isnan(truth)
             mean_tr = np.nanmean(X[np.ix_(train_rows, tcols)], axis=0)
             mean_pred = np.broadcast_to(mean_tr, truth.shape)
-            mean_rmse = score(truth, mean_pred, mask, gene_sd[tcols])["rmse"]
+            mean_rmse = gb.tl.score_imputation(truth, mean_pred, mask, gene_sd=gene_sd[tcols])["rmse"]
             test_in = adata[test][:, list(task["inputs"])].copy()
             for label in methods:
                 method = _base_method(label)
@@ -745,7 +703,7 @@ def run_restoration(
                     continue
                 row["seconds"] = time.perf_counter() - t0
                 ok = mask & np.isfinite(P)
-                s = score(truth, P, ok, gene_sd[tcols], lo, hi)
+                s = gb.tl.score_imputation(truth, P, ok, gene_sd=gene_sd[tcols], lower=lo, upper=hi)
                 row.update(s, rmse_ratio=s["rmse"] / mean_rmse, n_scored=int(ok.sum()))
                 rows.append(row)
                 if on_row is not None:
@@ -804,7 +762,7 @@ def speed_bar(model=None, *, fit_kwargs: dict | None = None, shape: tuple[int, i
                         t0 = time.perf_counter()
                         gb.tl.impute(a, key_added="speed", interval=iv, random_state=seed, progress=False, **kw)
                         run[f"{label}_seconds" + ("" if iv is None else "_with_intervals")] = time.perf_counter() - t0
-                    out[f"{label}_rmse"] = score(truth, a.layers["speed"], mask, gene_sd)["rmse"]
+                    out[f"{label}_rmse"] = gb.tl.score_imputation(truth, a.layers["speed"], mask, gene_sd=gene_sd)["rmse"]
             run["ratio_knn_over_gexbert"] = run["knn_seconds"] / run["gexbert_seconds"]
             out["runs"].append(run)
     finally:

@@ -141,6 +141,23 @@ def test_damaged_checkpoint_exits_5(h5ad, tmp_path, capsys):
     assert "checkpoint" in line and "cannot be read" in line
 
 
+def test_unusable_checkpoints_exit_5(h5ad, tmp_path, capsys):
+    """Exit 5 comes from the public CheckpointError: a checkpoint of other settings or with a part missing."""
+    from gexbert_sc.train import load_checkpoint, save_checkpoint
+
+    ck = tmp_path / "ck"
+    fit = ["fit", str(h5ad), *QUICK, "--checkpoint-dir", str(ck)]
+    assert main([*fit, "--out", str(tmp_path / "o1")]) == 0
+    capsys.readouterr()
+    assert main([*fit, "--out", str(tmp_path / "o2"), "--seed", "1", "--resume"]) == 5
+    assert "was written for other data or settings" in error_line(capsys, "fit")
+    payload = load_checkpoint(ck / "checkpoint.pt")
+    del payload["history"]
+    save_checkpoint(ck / "checkpoint.pt", payload)
+    assert main([*fit, "--out", str(tmp_path / "o3"), "--resume"]) == 5
+    assert "is damaged (KeyError: 'history')" in error_line(capsys, "fit")
+
+
 def test_unexpected_errors_keep_their_traceback(h5ad, tmp_path, monkeypatch, capsys):
     """An exception outside the user-error checks is a bug: main() lets it propagate (exit 1, traceback)."""
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import gexbert_sc as gb
-from gexbert_sc.train import load_checkpoint
+from gexbert_sc.train import CheckpointError, load_checkpoint, save_checkpoint
 from tests.conftest import TINY
 
 SCRIPT = textwrap.dedent(
@@ -122,3 +122,32 @@ def test_resume_refuses_a_checkpoint_of_other_settings(small_adata, tmp_path):
     other = gb.GexBERT(small_adata, **{**TINY, "activation": "relu"})
     with pytest.raises(ValueError, match="written for other data or settings"):
         other.train(phase1_epochs=1, phase2_epochs=1, progress=False, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_damaged_checkpoint_raises_checkpoint_error(small_adata, tmp_path):
+    """A damaged checkpoint passed to resume raises the public CheckpointError (a ValueError) naming it and the fix."""
+    assert issubclass(CheckpointError, ValueError)
+    ck = tmp_path / "checkpoint.pt"
+    m = gb.GexBERT(small_adata, random_state=0, **TINY)
+    m.train(phase1_epochs=1, phase2_epochs=0, progress=False, checkpoint_dir=tmp_path)
+    good = ck.read_bytes()
+
+    def resume():
+        gb.GexBERT(small_adata, random_state=0, **TINY).train(
+            phase1_epochs=1, phase2_epochs=0, progress=False, checkpoint_dir=tmp_path, resume=True
+        )
+
+    ck.write_bytes(good[: len(good) // 2])  # truncated: cannot be unpickled
+    with pytest.raises(CheckpointError, match=r"checkpoint .*checkpoint\.pt cannot be read .*delete it to start over"):
+        resume()
+
+    ck.write_bytes(good)
+    payload = load_checkpoint(ck)
+    del payload["optimizer"]  # readable, written for these settings, but a part is missing
+    save_checkpoint(ck, payload)
+    with pytest.raises(CheckpointError, match=r"is damaged \(KeyError: .*optimizer.*delete it to start over"):
+        resume()
+
+    torch.save(torch.zeros(3), ck)  # a readable file that is not a checkpoint
+    with pytest.raises(CheckpointError, match="it holds a Tensor, not a checkpoint"):
+        load_checkpoint(ck)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 EXIT_USAGE = 2  #: bad arguments or settings
@@ -35,9 +34,7 @@ _EXIT_CODE_ATTR = "_gexbert_exit_code"
 
 
 @contextmanager
-def errors_mean(
-    code: int, types: tuple[type[BaseException], ...] = USER_ERRORS, *, raised_in: tuple[Callable, ...] = ()
-) -> Iterator[None]:
+def errors_mean(code: int, types: tuple[type[BaseException], ...] = USER_ERRORS) -> Iterator[None]:
     """Say that the user-facing exceptions raised in the block are user errors with exit status ``code``.
 
     Parameters
@@ -46,8 +43,6 @@ def errors_mean(
         Exit status for :func:`~gexbert_sc.cli.main` to return.
     types
         The exception types meant; others pass through untouched.
-    raised_in
-        If given, only exceptions raised inside one of these functions are meant.
 
     Notes
     -----
@@ -57,7 +52,7 @@ def errors_mean(
     try:
         yield
     except types as e:
-        if not hasattr(e, _EXIT_CODE_ATTR) and (not raised_in or _raised_in(e, raised_in)):
+        if not hasattr(e, _EXIT_CODE_ATTR):
             setattr(e, _EXIT_CODE_ATTR, code)
         raise
 
@@ -65,12 +60,6 @@ def errors_mean(
 def exit_code_of(e: BaseException) -> int | None:
     """The exit code an :func:`errors_mean` block tagged ``e`` with (None: not a user error, a bug)."""
     return getattr(e, _EXIT_CODE_ATTR, None)
-
-
-def _raised_in(e: BaseException, functions: tuple[Callable, ...]) -> bool:
-    """Whether the traceback of ``e`` passes through one of ``functions``."""
-    codes = {f.__code__ for f in functions}
-    return any(frame.f_code in codes for frame, _ in traceback.walk_tb(e.__traceback__))
 
 
 def one_line(e: BaseException) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
+
+from gexbert_sc._files import atomic_file
 
 from ._errors import EXIT_INPUT_DATA, EXIT_INPUT_FILE, EXIT_MODEL, EXIT_USAGE, errors_mean, one_line
 
@@ -190,14 +191,5 @@ def write_h5ad(adata, dest: Path) -> None:
     An interrupted or failed write leaves ``dest`` as it was; a failure exits with 3.
     """
     with errors_mean(EXIT_INPUT_FILE, (OSError,)):
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-        os.close(fd)
-        try:
+        with atomic_file(dest) as tmp:
             adata.write_h5ad(tmp, compression="gzip")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a plain write would give the umask's
-            os.replace(tmp, dest)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -106,24 +106,19 @@ def prepare_out(out: Path, *, overwrite: bool) -> None:
         raise FileExistsError(f"{model} exists; pass --overwrite to replace it, or choose another --out")
 
 
-def _checkpoint_readers() -> tuple[Callable, ...]:
-    """The functions that read a training checkpoint: what they raise means a damaged or foreign one."""
-    from gexbert_sc.train import _trainer, load_checkpoint
-
-    resume = getattr(_trainer.Trainer, "_resume", None)
-    return (load_checkpoint,) if resume is None else (load_checkpoint, resume)
-
-
 @contextmanager
 def training_errors() -> Iterator[None]:
     """Exit codes of the errors raised while setting up and training a model.
 
-    A damaged or foreign checkpoint (``--resume``) means 5, other ``ValueError``, ``KeyError`` and
-    ``TypeError`` bad input data (4), and an ``OSError`` a file that cannot be read or written (3).
+    A damaged or foreign checkpoint (``--resume``, :class:`~gexbert_sc.train.CheckpointError`) means 5, other
+    ``ValueError``, ``KeyError`` and ``TypeError`` bad input data (4), and an ``OSError`` a file that cannot be
+    read or written (3).
     """
+    from gexbert_sc.train import CheckpointError
+
     with (
         errors_mean(EXIT_INPUT_FILE, (OSError,)),
         errors_mean(EXIT_INPUT_DATA, DATA_ERRORS),
-        errors_mean(EXIT_MODEL, raised_in=_checkpoint_readers()),
+        errors_mean(EXIT_MODEL, (CheckpointError,)),
     ):
         yield

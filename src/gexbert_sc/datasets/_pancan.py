@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
+from gexbert_sc._files import atomic_file
+
 from ._tcga_split import assign_split, primary_mask, sample_type_codes
 from ._xena_parse import read_xena_matrix
 
@@ -143,17 +145,14 @@ def _load_cache(path: Path, stamp: list[int]) -> AnnData | None:
 
 
 def _write_cache(adata: AnnData, path: Path, stamp: list[int]) -> None:
-    """Write atomically (temporary file, then :func:`os.replace`); a failure only costs a re-parse next time."""
+    """Write atomically (a temporary file beside it, then renamed); a failure only costs a re-parse next time."""
     adata.uns["cache_stamp"] = np.asarray(stamp, dtype=np.int64)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        adata.write_h5ad(tmp)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            adata.write_h5ad(tmp)
         logger.info("cached the parsed matrix as %s", path)
     except OSError as err:
         logger.warning("could not write the cache %s (%s); the next call parses again", path, err)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _full_parse(expr_path: Path, surv_path: Path, progress: bool) -> AnnData:

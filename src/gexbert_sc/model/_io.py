@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from gexbert_sc import __version__
-from gexbert_sc.train._checkpoint import umask_mode
+from gexbert_sc._files import umask_mode
 
 FORMAT = "gexbert_sc.model"
 FORMAT_VERSION = 1

@@ -13,45 +13,13 @@ from tqdm.auto import tqdm
 from gexbert_sc._validate import check_anndata, check_obs_key
 from gexbert_sc.model import GexBERT
 from gexbert_sc.pp import simulate_missing
-from gexbert_sc.tl._impute import METHODS, dense_matrix, impute
+
+from ._impute import METHODS, dense_matrix, impute
+from ._score_imputation import score_imputation
 
 logger = logging.getLogger("gexbert_sc")
 
 MECHANISMS = ("mcar", "gene_block", "low_value")
-
-
-def _gene_pearson(truth: np.ndarray, pred: np.ndarray, mask: np.ndarray) -> float:
-    """Median over genes (with at least 3 hidden entries and some spread) of the Pearson r of imputed vs true."""
-    rs = []
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _median_r(truth, pred, mask, rs)
-
-
-def _median_r(truth, pred, mask, rs) -> float:
-    for j in np.flatnonzero(mask.sum(0) >= 3):
-        t, p = truth[mask[:, j], j], pred[mask[:, j], j]
-        if t.std() > 0 and p.std() > 0:
-            rs.append(np.corrcoef(t, p)[0, 1])
-    return float(np.median(rs)) if rs else float("nan")
-
-
-def score(truth: np.ndarray, filled: np.ndarray, mask: np.ndarray, gene_sd: np.ndarray,
-          lower: np.ndarray | None = None, upper: np.ndarray | None = None) -> dict[str, float]:
-    """Score imputed values on the hidden entries.
-
-    RMSE in standardised units (each gene's error over its sd), per-gene Pearson, and the coverage and mean
-    width (standardised) of the intervals.
-    """
-    err = (filled - truth) / gene_sd
-    out = {"rmse": float(np.sqrt(np.mean(err[mask] ** 2))), "pearson": _gene_pearson(truth, filled, mask),
-           "coverage": np.nan, "width": np.nan}
-    if lower is not None and upper is not None:
-        ok = mask & np.isfinite(lower) & np.isfinite(upper)
-        if ok.any():
-            t = truth[ok]
-            out["coverage"] = float(np.mean((t >= lower[ok]) & (t <= upper[ok])))
-            out["width"] = float(np.mean(((upper - lower) / gene_sd)[ok]))
-    return out
 
 
 def benchmark_impute(
@@ -118,8 +86,9 @@ def benchmark_impute(
     The copy if ``copy``, else None. Adds ``.uns[key_added]``: ``"results"``, a tidy DataFrame with one row per
     method, mechanism, rate and repeat (``rmse`` in standardised units, i.e. each gene's error over its
     observed sd; ``rmse_ratio``, that over the mean baseline's RMSE on the same entries; ``pearson``, the
-    median per-gene Pearson r of imputed vs true; ``coverage`` and ``width`` of the intervals; ``seconds``;
-    ``n_hidden``), and ``"params"``.
+    median per-gene Pearson r of imputed vs true; ``coverage`` and ``width`` of the intervals, all as
+    :func:`~gexbert_sc.tl.score_imputation` computes them; ``seconds``; ``n_hidden``; ``n_scored``, the hidden
+    entries the method filled), and ``"params"``.
     """
     check_anndata(adata)
     methods, mechanisms, rates = list(methods), list(mechanisms), [float(r) for r in rates]
@@ -141,8 +110,6 @@ def benchmark_impute(
         logger.warning("benchmark_impute with model=: if the model was trained on these samples it has seen the "
                        "hidden values, and its scores are optimistic; leave model=None to train one per mask")
     X = dense_matrix(adata, layer)
-    gene_sd = np.nanstd(X, axis=0)
-    gene_sd = np.where(gene_sd > 0, gene_sd, 1.0).astype(np.float32)
     base = AnnData(X=X, obs=adata.obs.copy(), var=pd.DataFrame(index=adata.var_names))
     rows = []
     runs = [(mech, rate, rep) for mech in mechanisms for rate in rates for rep in range(int(repeats))]
@@ -154,7 +121,7 @@ def benchmark_impute(
                          random_state=seed)
         truth, mask = sim.layers["simulated_truth"], sim.layers["simulated_mask"]
         mean_fill = np.broadcast_to(np.nanmean(sim.X, axis=0), sim.shape)
-        mean_rmse = score(truth, np.where(mask, mean_fill, truth), mask, gene_sd)["rmse"]
+        mean_rmse = score_imputation(truth, np.where(mask, mean_fill, truth), mask)["rmse"]
         for method in methods:
             bar.set_postfix(mechanism=mech, rate=rate, method=method)
             t0 = time.perf_counter()
@@ -164,7 +131,7 @@ def benchmark_impute(
             F = sim.layers["bench"]
             lo, hi = (sim.layers.get("bench_lower"), sim.layers.get("bench_upper")) if interval else (None, None)
             ok = mask & np.isfinite(F)
-            s = score(truth, F, ok, gene_sd, lo, hi)
+            s = score_imputation(truth, F, ok, lower=lo, upper=hi)
             rows.append({"method": method, "mechanism": mech, "rate": rate, "repeat": rep, **s,
                          "rmse_ratio": s["rmse"] / mean_rmse, "seconds": secs, "n_hidden": int(mask.sum()),
                          "n_scored": int(ok.sum())})

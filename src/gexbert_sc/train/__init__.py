@@ -1,9 +1,11 @@
 """Training: gene sampling, the two pretraining phases, validation, early stopping, checkpoints, DDP.
 
 Public for developers who build on the network; users train through :meth:`gexbert_sc.GexBERT.train`.
+Resuming from a checkpoint that is damaged or was written for other data or settings raises
+:class:`CheckpointError` (a :class:`ValueError`).
 """
 
-from ._checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from ._checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from ._distributed import dist_info, init_distributed, resolve_device
 from ._sampling import draw_input_size, observed_first_subsets, phase_sizes, sample_genes, sample_observed_genes
 from ._schedule import EarlyStopping, lr_factor
@@ -14,6 +16,7 @@ from ._validation import ValidationSet, evaluate
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "CheckpointError",
     "EarlyStopping",
     "TrainPlan",
     "Trainer",

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from gexbert_sc.module import GexBERTModule
 
 from ._batches import effective_input_size, host_batches, read_batch, to_device
-from ._checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from ._checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint, unusable
 from ._compile import CompiledStep, compile_network
 from ._distributed import all_reduce_sum, dist_info, wrap
 from ._sampling import draw_input_size
@@ -170,22 +170,27 @@ class Trainer:
         })
 
     def _resume(self) -> None:
+        """Restore the state of the checkpoint in ``checkpoint_dir``; :class:`CheckpointError` if it cannot be used."""
         c = load_checkpoint(self.ckpt)
         if c.get("plan") != self._plan_key():
-            raise ValueError(
+            raise CheckpointError(
                 f"the checkpoint in {self.ckpt.parent} was written for other data or settings; "
                 "use another checkpoint_dir or delete it to start over"
             )
-        self.module.load_state_dict(c["module"])
-        self.opt.load_state_dict(c["optimizer"])
-        st = c["state"]
-        self.phase, self.epoch_in_phase = int(st["phase"]), int(st["ep"])
-        self.stopper.best, self.stopper.bad, self.stopper.best_state = st["best"], st["bad"], c["best_state"]
-        self.rng.bit_generator.state = json.loads(c["numpy_rng"])
-        self.gen.set_state(c["torch_rng"])
-        if self.key_gen is not self.gen and c.get("key_rng") is not None:
-            self.key_gen.set_state(c["key_rng"])
-        self.history[:] = list(c["history"])
+        try:
+            self.module.load_state_dict(c["module"])
+            self.opt.load_state_dict(c["optimizer"])
+            st = c["state"]
+            self.phase, self.epoch_in_phase = int(st["phase"]), int(st["ep"])
+            self.stopper.best, self.stopper.bad, self.stopper.best_state = st["best"], st["bad"], c["best_state"]
+            self.rng.bit_generator.state = json.loads(c["numpy_rng"])
+            self.gen.set_state(c["torch_rng"])
+            if self.key_gen is not self.gen and c.get("key_rng") is not None:
+                self.key_gen.set_state(c["key_rng"])
+            self.history[:] = list(c["history"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            # a file that matches the plan but lacks a part or holds one of the wrong shape: damaged
+            raise unusable(self.ckpt, "is damaged", e) from e
         logger.info("resumed from %s at epoch %d (phase %d)", self.ckpt, len(self.history), self.phase)
 
     # ------------------------------------------------------------------ the loop
@@ -194,7 +199,8 @@ class Trainer:
 
         With ``resume``, continue from the checkpoint in ``checkpoint_dir`` if there is one: weights, optimiser,
         learning-rate schedule, early-stopping state, random generators and history are restored, so the
-        result equals an uninterrupted run (on CPU). Returns the history: one dict per epoch with ``phase``,
+        result equals an uninterrupted run (on CPU); a checkpoint that is damaged or was written for other data or
+        settings raises :class:`CheckpointError`. Returns the history: one dict per epoch with ``phase``,
         ``epoch``, ``train_loss``, ``val_same``, ``val_other``, ``val_mean``, ``lr`` and ``seconds``.
         """
         train_rows = np.asarray(train_rows)
