@@ -3,8 +3,8 @@
 For each cohort a GexBERT ("cpu" preset) is pretrained on all its samples (no labels), then for every
 number of input genes k and repeat r, the same k random genes (seeded by r) go into the four methods of
 ``tl.classify``: ``pca`` (PCA-200 capped by k + logistic regression), ``probe`` (logistic regression on the
-summary embedding), ``mlp`` (one hidden layer of 128) and ``finetune`` (encoder + linear head trained
-together on a copy of the network). 5-fold stratified cross-validation, out-of-fold accuracy.
+embedding: the summary, then the linear latent of the default linear path), ``mlp`` (one hidden layer of
+128) and ``finetune`` (encoder + linear head trained together on a copy of the network). 5-fold stratified cross-validation, out-of-fold accuracy.
 
 Cohorts:
   synthetic  ``gb.datasets.synthetic(n_types=20, noise_sd=1.0)`` (1,000 samples x 2,000 genes, 20 types):
@@ -149,7 +149,9 @@ def write_markdown(meta, rows, args) -> None:
         f"for up to {meta['pretraining_epochs'][0]} + {meta['pretraining_epochs'][1]} epochs (phase 1 + 2, early "
         "stopping) on all its "
         f"samples without labels; fine-tuning {meta['finetune_epochs']} epochs per fold. `pca`: PCA with "
-        "min(200, k, training samples - 1) components + logistic regression; `mlp`: one hidden layer of 128.",
+        "min(200, k, training samples - 1) components + logistic regression; `mlp`: one hidden layer of 128; "
+        "`probe`: logistic regression on the embedding (`GexBERT.embed`: the summary, then the linear latent of the "
+        "default linear path; the paper's probe reads the summary only).",
         "",
         "The paper column (beside the synthetic pan-cancer stand-in only) is pan-cancer TCGA (33 types, 11,014 "
         "samples, a model pretrained for 11,500 epochs on 4 GPUs): for reference, not comparable number for number. "

@@ -4,9 +4,9 @@ For each cohort a GexBERT ("cpu" preset) is pretrained on all its samples (no su
 every number of input genes k and repeat r, ``tl.survival`` fits a ridge Cox model per group (5-fold CV
 stratified by event, penalty chosen by inner 3-fold CV) on the same k random genes (seeded by r) as:
 ``original`` (the input genes), ``restored`` (the 512 anchors restored from them, the anchors chosen on
-each training fold), ``both``, ``embedding`` (the summary embedding) and ``pca`` (PCA-200 of the input
-genes, capped by k and the training samples). Harrell's C of the pooled out-of-fold risks per group,
-averaged over the groups.
+each training fold), ``both``, ``embedding`` (``GexBERT.embed``: the summary embedding, then the
+linear latent of the default linear path) and ``pca`` (PCA-200 of the input genes, capped by k and the
+training samples). Harrell's C of the pooled out-of-fold risks per group, averaged over the groups.
 
 Cohorts (``gb.datasets``; time ``os_time`` in days, event ``os_event``, groups ``cancer_type``):
   synthetic         1,000 samples x 2,000 genes, 5 types (one Cox model per type)
@@ -395,7 +395,7 @@ def paper_tables(sub, args) -> list[str]:
     lines = []
     emb = [f for f in ("pca", "embedding") if f in args.features]
     if emb:
-        lines += ["**Summary embedding vs PCA**", "",
+        lines += ["**Embedding (ours: summary + linear latent; paper: summary) vs PCA**", "",
                   "| input genes | " + " | ".join(f"{f} (ours) | {f} (paper)" for f in emb) + " |",
                   "|---|" + "---|" * (2 * len(emb))]
         for k in ks:
