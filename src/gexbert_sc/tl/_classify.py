@@ -113,13 +113,18 @@ def _sk_pipeline(method: str, n_pcs: int, seed: int):
 
 
 def _finetune(module, gene_idx, Z, y, train, test, n_classes, *, epochs, lr, batch_size, seed):
-    """Train a deep copy of ``module``'s encoder with a linear head (cross-entropy); class probabilities of ``test``."""
+    """Train a deep copy of ``module``'s encoder with a linear head (cross-entropy); class probabilities of ``test``.
+
+    The head reads the whole encoded state (:meth:`~gexbert_sc.module.GexBERTModule.encode`: the summary, then
+    the linear path's latent, which stays fixed where the path is), as the probe does: with a linear path the
+    summary alone carries little of the signal.
+    """
     import torch
     from torch import nn
 
     device = next(module.parameters()).device
     net = _copy.deepcopy(module).to(device)
-    d = net.cls.shape[0]
+    d = net.state_dim
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, n_classes)).to(device)
@@ -137,7 +142,7 @@ def _finetune(module, gene_idx, Z, y, train, test, n_classes, *, epochs, lr, bat
         perm = tr[torch.randperm(len(tr), generator=gen)].to(device)
         for b in range(0, len(perm), batch_size):
             idx = perm[b : b + batch_size]
-            logits = head(net.encode_summary(genes.expand(len(idx), -1), Zt[idx]))
+            logits = head(net.encode(genes.expand(len(idx), -1), Zt[idx]))
             loss = nn.functional.cross_entropy(logits, yt[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -150,7 +155,7 @@ def _finetune(module, gene_idx, Z, y, train, test, n_classes, *, epochs, lr, bat
     with torch.no_grad():
         for b in range(0, len(te), 256):
             idx = te[b : b + 256]
-            out.append(torch.softmax(head(net.encode_summary(genes.expand(len(idx), -1), Zt[idx])).float(), dim=1).cpu())
+            out.append(torch.softmax(head(net.encode(genes.expand(len(idx), -1), Zt[idx])).float(), dim=1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, n_classes))
 
 
@@ -185,7 +190,8 @@ def classify(
         the embedding of the input genes (:meth:`GexBERT.embed` of an AnnData that holds only their columns,
         all of them in one encoder input: the summary, then the linear latent with the default linear path).
     ``"finetune"``
-        The network's encoder and a linear head (LayerNorm + linear) trained together with cross-entropy
+        The network's encoder and a linear head (LayerNorm + linear) on its whole state (the summary, then the
+        linear latent, as the probe reads) trained together with cross-entropy
         (AdamW, ``epochs`` passes, learning rate ``lr`` for the encoder and ``10 * lr`` for the head,
         gradients clipped to norm 1), on a deep copy of ``model.module`` per training set: the user's model
         never changes. The encoder reads the input genes standardised with :meth:`GexBERT.standardize`.
