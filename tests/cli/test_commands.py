@@ -100,6 +100,21 @@ def test_impute_baseline_without_intervals(cohort, tmp_path):
     assert "mean_imputed_sd" not in a.layers and a.uns["mean_imputed"]["params"]["method"] == "mean"
 
 
+def test_impute_groupby_calibrates_the_genes_a_group_lacks(h5ad, tmp_path, capsys):
+    a = read(h5ad)
+    lacks = (a.obs["cancer_type"] == a.obs["cancer_type"].iloc[0]).to_numpy()
+    a.X[np.ix_(lacks, np.arange(5))] = np.nan  # one cancer type never measured genes 0-4
+    a.write_h5ad(tmp_path / "gaps.h5ad")
+    out = tmp_path / "filled.h5ad"
+    rc = main(["impute", str(tmp_path / "gaps.h5ad"), "--method", "mean", "--groupby", "cancer_type", "-o", str(out)])
+    assert rc == 0
+    cal = read(out).uns["mean_imputed"]["calibration"]
+    assert cal["n_block_missing"] == int(lacks.sum()) * 5 and cal["block_q"] > 0
+    assert f"{int(lacks.sum()) * 5} values missing for their whole group" in capsys.readouterr().out
+    assert main(["impute", str(tmp_path / "gaps.h5ad"), "--method", "mean", "--groupby", "nope",
+                 "-o", str(tmp_path / "x.h5ad")]) != 0
+
+
 def test_impute_trains_a_model_without_one(cohort, tmp_path):
     out = tmp_path / "here.h5ad"
     rc = main(["impute", str(cohort.missing), "-o", str(out), "--interval", "none", "-q", "--set", "d_model=16",

@@ -26,6 +26,10 @@ def add_parser(sub) -> None:
                    help="coverage of the conformal prediction intervals, or none (default: 0.9)")
     p.add_argument("--calibration-fraction", type=fraction, default=0.05, metavar="F",
                    help="fraction of the observed entries hidden to calibrate the intervals (default: 0.05)")
+    p.add_argument("--groupby", default=None, metavar="KEY",
+                   help="obs column of groups (cohorts, platforms) that may lack whole genes: values missing for a "
+                        "whole group get intervals calibrated on whole (group, gene) blocks (default: the model's "
+                        "batch key, or --batch-key)")
     p.add_argument("--n-repeats", type=positive_int, default=None, metavar="N",
                    help="gexbert: input subsets per sample (default: enough to cover the observed genes)")
     p.add_argument("--n-neighbors", type=positive_int, default=10, metavar="N", help="knn: neighbours (default: 10)")
@@ -53,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
         usage_error(f"--model is used by --method gexbert only, not by --method {args.method}; drop one of them")
     train_here = args.method == "gexbert" and not args.model
     kwargs = fit_kwargs(args) if train_here else None
-    job = open_job(args, "impute", use_model=True)
+    job = open_job(args, "impute", use_model=True, obs_keys={"groupby": args.groupby})
     key = args.key_added or default_key("impute", args.method)
     with data_errors():
         tl.impute(job.adata, model=job.model, method=args.method, layer=args.layer, key_added=key,
-                  interval=args.interval, calibration_fraction=args.calibration_fraction, fit_kwargs=kwargs,
+                  interval=args.interval, calibration_fraction=args.calibration_fraction, groupby=args.groupby,
+                  fit_kwargs=kwargs,
                   n_repeats=args.n_repeats, n_neighbors=args.n_neighbors, random_state=args.random_state,
                   progress=not args.quiet)
     res = job.adata.uns[key]
@@ -65,5 +70,9 @@ def run(args: argparse.Namespace) -> int:
     if "calibration" in res:
         lines.append(f"{args.interval:.0%} intervals: half-width {res['calibration']['q']:.3g} x each gene's residual "
                      f"scale ({res['calibration']['n_calibration']} calibration entries)")
+        if "block_q" in res["calibration"]:
+            lines.append(f"{res['calibration']['n_block_missing']} values missing for their whole group: half-width "
+                         f"{res['calibration']['block_q'] * res['calibration']['block_rms']:.3g} (calibrated on "
+                         f"{res['calibration']['n_block_calibration']} entries of hidden (group, gene) blocks)")
     keys = written_keys("impute", key)
     return finish(job, args, lines, keys if args.interval is not None else [keys[0], keys[-1]])
