@@ -37,3 +37,17 @@ def tiny_model(adata, **kw):
 
 def assert_finite(x):
     assert np.isfinite(x).all()
+
+
+def low_rank_matrix(n, p, *, rank=3, noise=0.1, rate=0.2, seed=0):
+    """Rank-``rank`` matrix with gene offsets + Gaussian noise, and an MCAR mask of ``rate``."""
+    rng = np.random.default_rng(seed)
+    X = (
+        rng.normal(size=(n, rank)) @ rng.normal(size=(rank, p))
+        + 2 * rng.normal(size=p)
+        + noise * rng.normal(size=(n, p))
+    )
+    mask = rng.random(X.shape) < rate
+    X_missing = X.copy()
+    X_missing[mask] = np.nan
+    return X, X_missing, mask

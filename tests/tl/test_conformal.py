@@ -5,20 +5,7 @@ import pytest
 
 from gexbert_sc.tl._conformal import ConformalCalibration, conformal_calibrate, group_codes, whole_group_gaps
 from gexbert_sc.tl._imputers import impute_matrix
-
-
-def _low_rank(n, p, *, rank=3, noise=0.1, rate=0.2, seed=0):
-    """Rank-``rank`` matrix with gene offsets + Gaussian noise, and an MCAR mask of ``rate``."""
-    rng = np.random.default_rng(seed)
-    X = (
-        rng.normal(size=(n, rank)) @ rng.normal(size=(rank, p))
-        + 2 * rng.normal(size=p)
-        + noise * rng.normal(size=(n, p))
-    )
-    mask = rng.random(X.shape) < rate
-    X_missing = X.copy()
-    X_missing[mask] = np.nan
-    return X, X_missing, mask
+from tests.conftest import low_rank_matrix as _low_rank
 
 
 def test_conformal_coverage_softimpute():
