@@ -580,12 +580,19 @@ def _restore_ridge(test_in: ad.AnnData, targets, reference: ad.AnnData, seed: in
 
 
 def _restore_transductive(adata: ad.AnnData, test, tcols, method: str, seed: int, interval):
-    """``tl.impute`` on all samples with the test samples' targets hidden (transductive)."""
+    """``tl.impute`` on all samples with the test samples' targets hidden (transductive).
+
+    The test samples are a group that lacks the targets as a whole: ``groupby`` gives those values intervals
+    calibrated on whole (group, gene) blocks hidden on purpose, not on entries missing at random.
+    """
     X = np.asarray(adata.X, dtype=np.float32).copy()
     X[np.ix_(test, tcols)] = np.nan
     keep = ~np.isnan(X).all(0)
-    a = ad.AnnData(X=X[:, keep], obs=adata.obs[[]].copy(), var=pd.DataFrame(index=adata.var_names[keep]))
-    gb.tl.impute(a, method=method, key_added="rest", interval=interval, random_state=seed, progress=False)
+    obs = pd.DataFrame({"split": np.where(np.isin(np.arange(adata.n_obs), test), "test", "train")},
+                       index=adata.obs_names)
+    a = ad.AnnData(X=X[:, keep], obs=obs, var=pd.DataFrame(index=adata.var_names[keep]))
+    gb.tl.impute(a, method=method, key_added="rest", interval=interval, groupby="split", random_state=seed,
+                 progress=False)
     pos = np.cumsum(keep) - 1
     sub = lambda k: a.layers[k][np.ix_(test, pos[tcols])] if k in a.layers else None
     return sub("rest"), sub("rest_lower"), sub("rest_upper")
@@ -932,7 +939,8 @@ def _markdown(meta: dict, imp: pd.DataFrame, rest: pd.DataFrame, speed: dict | N
          "each left out of the linear path's factors: `tl.restore` without `reference`); "
          "ridge: `tl.restore(method=\"ridge\", reference=train)`; softimpute, knn: `tl.impute` on the full matrix "
          "with the test samples' hidden genes NaN (**transductive**: they fit on the test samples' other genes "
-         "too; their intervals are calibrated on MCAR entries, not on hidden genes); mean: training means "
+         "too; `groupby` of train / test samples, so their intervals at the hidden genes are calibrated on whole "
+         "(group, gene) blocks hidden on purpose); mean: training means "
          "(interval: training 5% - 95% quantiles).",
          "- Tables: mean (sd) over seeds (restoration: over seeds and panels); — where a method was not run.",
          ""]
