@@ -35,8 +35,8 @@ Restoration (:func:`run_restoration`, :func:`restoration_scenarios`)
     third of the genes is hidden in the test samples; ``panel64``: only a random 64-gene panel is kept in the
     test samples (3 panels per seed), all other genes are hidden. gexbert: a GexBERT trained on the training
     samples (all genes) and ``gb.tl.restore`` from the test samples' other genes (intervals calibrated on the
-    model's validation samples, which the network did not train on, each left out of the linear path's
-    factors: ``tl.restore`` without ``reference``); ridge: ``gb.tl.restore(method="ridge",
+    model's validation samples, which the network did not train on, restored with the linear path's
+    factors of the training samples alone: ``tl.restore`` without ``reference``); ridge: ``gb.tl.restore(method="ridge",
     reference=train)``; softimpute and knn: ``gb.tl.impute`` on the full matrix (train and test samples) with
     the test samples' hidden genes set to NaN (transductive: they see the test samples' other genes while
     fitting); mean: the training means (interval: the training 5% and 95% quantiles).
@@ -936,7 +936,7 @@ def _markdown(meta: dict, imp: pd.DataFrame, rest: pd.DataFrame, speed: dict | N
          f"test samples; `panel64`: only a random {PANEL_SIZE}-gene panel kept in the test samples ({N_PANELS} "
          "panels per seed). gexbert: trained on the training samples, `tl.restore(model=..., genes=hidden)` from "
          "the test samples' other genes, intervals calibrated on the model's validation samples (not trained on; "
-         "each left out of the linear path's factors: `tl.restore` without `reference`); "
+         "restored with the linear path's factors of the training samples: `tl.restore` without `reference`); "
          "ridge: `tl.restore(method=\"ridge\", reference=train)`; softimpute, knn: `tl.impute` on the full matrix "
          "with the test samples' hidden genes NaN (**transductive**: they fit on the test samples' other genes "
          "too; `groupby` of train / test samples, so their intervals at the hidden genes are calibrated on whole "

@@ -47,18 +47,13 @@ def encode_rows(module: GexBERTModule, genes: torch.Tensor, values: torch.Tensor
                       for i in range(0, len(genes), step)])
 
 
-def linear_latent(module: GexBERTModule, z: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-    """The linear path's latent from every gene of the standardised rows ``z`` (``(B, G)``, NaN = missing), in row chunks that bound memory.
-
-    ``rows`` (long ``(B,)``): the rows' data rows among those the factors were fitted on, each left out of them
-    (see :meth:`~gexbert_sc.module.GaussianLinearPath.latent`); a row not among them is estimated as usual.
-    """
+def linear_latent(module: GexBERTModule, z: torch.Tensor) -> torch.Tensor:
+    """The linear path's latent from every gene of the standardised rows ``z`` (``(B, G)``, NaN = missing), in row chunks that bound memory."""
     G = z.shape[1]
     rank = module.linear.rank
     step = max(1, CPU_LINEAR_VALUES // max(1, rank * G))
     genes = torch.arange(G, device=z.device)
-    return torch.cat([module.encode_linear(genes.expand(len(z[i : i + step]), -1), z[i : i + step],
-                                           None if rows is None else rows[i : i + step])
+    return torch.cat([module.encode_linear(genes.expand(len(z[i : i + step]), -1), z[i : i + step])
                       for i in range(0, len(z), step)])
 
 
@@ -86,15 +81,13 @@ def encode_batches(
     random_state: int,
     device: torch.device,
     decode_genes: np.ndarray | None = None,
-    data_rows: np.ndarray | None = None,
 ) -> Iterator[EncodedBatch]:
     """Encode every row, batch by batch.
 
     Each row is encoded from ``n_repeats`` seeded random subsets of ``n_input`` of its observed genes
     (walking through one random order of them, so together they cover as many observed genes as
     ``n_repeats * n_input`` allows); the embedding is the mean of the subsets' summaries. ``decode_genes``
-    are restored by decoding that embedding once. ``data_rows`` (one per row of ``reader``): each row's data row
-    among those the linear path was fitted on, left out of its factors (see :func:`linear_latent`).
+    are restored by decoding that embedding once.
     """
     module.to(device).eval()
     gen = torch.Generator().manual_seed(int(random_state))
@@ -107,8 +100,7 @@ def encode_batches(
         with autocast(device):
             emb = sum(encode_rows(module, s, z.gather(1, s)) for s in subsets) / len(subsets)
         if module.linear is not None:  # the linear path reads every observed gene, not the subsets
-            loo = None if data_rows is None else torch.as_tensor(data_rows[rows], dtype=torch.long, device=device)
-            emb = torch.cat([emb, linear_latent(module, z, loo)], dim=1)
+            emb = torch.cat([emb, linear_latent(module, z)], dim=1)
         restored = None if gdec is None else decode(module, emb, gdec)
         yield EncodedBatch(rows, emb, restored)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
-import pandas as pd
 import torch
 from anndata import AnnData
 
@@ -22,7 +22,7 @@ class PredictMixin:
     (``_data``, ``_check_compatible``, ``_scaled_reader``).
     """
 
-    def _batches(self, adata, n_input, n_repeats, batch_size, random_state, device, decode_genes=None, data_rows=None):
+    def _batches(self, adata, n_input, n_repeats, batch_size, random_state, device, decode_genes=None):
         """Check the inputs, then encode ``adata`` batch by batch (see :func:`encode_batches`)."""
         adata = self._data(adata)
         align = self._check_compatible(adata, warn=adata is not self.adata)
@@ -41,7 +41,7 @@ class PredictMixin:
         reader, scaler = self._scaled_reader(adata, align)
         batches = encode_batches(self.module, reader, scaler, n_input=n_input, n_repeats=n_repeats,
                                  batch_size=int(batch_size), random_state=random_state, device=dev,
-                                 decode_genes=decode_genes, data_rows=data_rows)
+                                 decode_genes=decode_genes)
         return adata, reader, scaler, batches
 
     def embed(
@@ -117,11 +117,10 @@ class PredictMixin:
         standardized
             Return standardised values instead of the input's units.
         leave_out
-            Restore each sample that the linear path's factors were fitted on (the training AnnData's training
-            and validation samples, matched by ``obs_names``) from factors without it (the exact leave-one-out
-            of their SVD): held-out predictions of the model's own validation samples, which the network never
-            trained on, e.g. to calibrate intervals. Other samples are restored as usual. Only in the session
-            the model was set up in (the factors' loadings are not saved).
+            Restore with the linear path's factors as fitted on the training samples alone, before the
+            validation samples were added to them: held-out predictions of the model's validation samples,
+            which the network never trained on either (e.g. to calibrate intervals). Only in the session the
+            model was set up in (those factors are not saved).
 
         Returns
         -------
@@ -129,32 +128,22 @@ class PredictMixin:
         per batch with ``batch_key``) unless ``standardized``.
         """
         gidx = np.arange(len(self.genes)) if genes is None else vocabulary_indices(self.genes, genes)
-        data_rows = self._fitted_rows(self._data(adata)) if leave_out else None
-        _, _, scaler, batches = self._batches(adata, n_input, n_repeats, batch_size, random_state, device, gidx,
-                                              data_rows)
-        parts = []
-        for b in batches:
-            r = b.restored.cpu().numpy()
-            parts.append((r if standardized else scaler.inverse(r, b.rows, gidx)).astype(np.float32))
+        if leave_out and not self.can_leave_out:
+            raise ValueError("leave_out=True needs the linear path's factors as fitted on the training samples in "
+                             "this session (they are not saved): calibrate on samples the model never saw instead")
+        with self.module.linear.held_out() if leave_out else nullcontext():
+            _, _, scaler, batches = self._batches(adata, n_input, n_repeats, batch_size, random_state, device, gidx)
+            parts = []
+            for b in batches:
+                r = b.restored.cpu().numpy()
+                parts.append((r if standardized else scaler.inverse(r, b.rows, gidx)).astype(np.float32))
         return np.concatenate(parts) if parts else np.zeros((0, len(gidx)), np.float32)
 
     @property
     def can_leave_out(self) -> bool:
-        """Whether :meth:`restore` can leave samples out of the linear path (``leave_out=True``)."""
+        """Whether :meth:`restore` can use the training samples' factors (``leave_out=True``): a linear path fitted with validation samples in this session."""
         linear = self.module.linear
-        return linear is not None and linear.can_leave_out and self.adata is not None
-
-    def _fitted_rows(self, adata: AnnData) -> np.ndarray:
-        """Each sample's row in the training AnnData, or that AnnData's size where it is not one of its samples."""
-        if not self.can_leave_out:
-            raise ValueError("leave_out=True needs the linear path's factors as fitted in this session (linear_path="
-                             "'fixed' or 'learned', set up on this AnnData; they are not saved): calibrate on samples "
-                             "the model never saw instead")
-        if not self.adata.obs_names.is_unique:
-            raise ValueError("leave_out=True matches samples by obs_names, which are not unique in the training "
-                             "AnnData; call adata.obs_names_make_unique() before setting up the model")
-        idx = pd.Index(self.adata.obs_names).get_indexer(adata.obs_names)
-        return np.where(idx >= 0, idx, self.adata.n_obs).astype(np.int64)
+        return linear is not None and linear.can_hold_out
 
     @torch.no_grad()
     def impute(

@@ -106,9 +106,9 @@ def _calibrate_gexbert(model: GexBERT, reference: AnnData, inputs, targets, laye
 
 
 def _validation_samples(model: GexBERT) -> AnnData | None:
-    """The model's validation samples (never trained on by the network), where the linear path can leave them out."""
+    """The model's validation samples (never trained on by the network), where the linear path has factors without them."""
     rows = model.validation_rows
-    if not model.can_leave_out or rows is None or len(rows) == 0:
+    if not model.can_leave_out or model.adata is None or rows is None or len(rows) == 0:
         return None
     sub = model.adata[np.sort(rows)]
     return sub.to_memory() if sub.isbacked else sub.copy()
@@ -167,8 +167,9 @@ def restore(
     interval
         Coverage of the split-conformal prediction intervals. They are calibrated on ``reference``; without
         one, for gexbert, on the model's own validation samples when the model was set up in this session
-        (the network never trained on them, and each is left out of the linear path's factors, which were
-        refitted on them: ``GexBERT.restore(leave_out=True)``), otherwise none are computed (logged) and
+        (the network never trained on them, and they are restored with the linear path's factors of the training
+        samples alone, before the refit that added them: ``GexBERT.restore(leave_out=True)``), otherwise none
+        are computed (logged) and
         ``params["interval"]`` is 0. None: no intervals.
     n_input, n_repeats
         Input genes per encoding and subsets averaged (see :meth:`~gexbert_sc.GexBERT.embed`).
@@ -264,7 +265,7 @@ def restore(
                 cal = _calibrate_gexbert(model, val, inputs, targets, model.layer, interval, True, **kw)
                 calibrated_on = "validation samples"
                 logger.info("intervals calibrated on the model's %d validation samples (never trained on by the "
-                            "network; each left out of the linear path's factors)", val.n_obs)
+                            "network; restored with the linear path's factors of the training samples)", val.n_obs)
     else:
         pipe, resid, rcols = _ridge(reference, layer, inputs, targets, n_folds, random_state)
         pred = pipe.predict(dense_matrix(X_in, layer)).astype(np.float32)
