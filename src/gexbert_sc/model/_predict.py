@@ -141,7 +141,7 @@ class PredictMixin:
 
     @property
     def can_leave_out(self) -> bool:
-        """Whether :meth:`restore` can use the training samples' factors (``leave_out=True``): a linear path fitted with validation samples in this session."""
+        """Whether :meth:`restore` can use the training samples' factors (``leave_out=True``): a fixed linear path fitted with validation samples in this session."""
         linear = self.module.linear
         return linear is not None and linear.can_hold_out
 

@@ -12,8 +12,8 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 LINEAR_PATHS = ("none", "fixed", "learned")
-#: Most EM iterations of :meth:`GaussianLinearPath.fit` when the training rows have missing values
-#: (without validation rows: exactly this many are run).
+#: Most EM iterations of :meth:`GaussianLinearPath.fit` when the training rows have missing values (it stops
+#: earlier when the validation error stops falling).
 EM_ITERATIONS = 50
 #: Without validation rows, EM runs this many iterations.
 EM_ITERATIONS_NO_VAL = 10
@@ -75,8 +75,12 @@ class GaussianLinearPath(nn.Module):
 
     @property
     def can_hold_out(self) -> bool:
-        """Whether :meth:`held_out` can restore the validation rows from factors that never saw them (in memory only)."""
-        return len(self.train_factors) > 0
+        """Whether :meth:`held_out` can restore the validation rows from factors that never saw them.
+
+        Only for fixed factors fitted in this session (the training-only factors are not saved; learned factors
+        move away from them in training).
+        """
+        return len(self.train_factors) > 0 and not self.factors.requires_grad
 
     @contextmanager
     def held_out(self):
