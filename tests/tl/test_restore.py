@@ -158,3 +158,17 @@ def test_without_reference_intervals_are_calibrated_on_the_models_validation_sam
     lo, hi = panel.obsm["gexbert_restored_lower"].to_numpy(), panel.obsm["gexbert_restored_upper"].to_numpy()
     T = test[:, targets].X
     assert 0.84 <= np.mean((T >= lo) & (T <= hi)) <= 0.96
+
+
+def test_a_model_without_linear_path_calibrates_on_its_validation_samples_as_they_are(split, monkeypatch):
+    ref, test = split
+    model = gb.GexBERT(ref, random_state=0, **{**TINY, "linear_path": "none"}).train(
+        phase1_epochs=1, phase2_epochs=1, progress=False)
+    assert not model.can_leave_out
+    calls = []
+    real = gb.GexBERT.restore
+    monkeypatch.setattr(gb.GexBERT, "restore", lambda self, *a, **k: calls.append(k["leave_out"]) or real(self, *a, **k))
+    panel = test[:, :25].copy()
+    gb.tl.restore(panel, model=model, genes=list(ref.var_names[25:]))
+    assert panel.uns["gexbert_restored"]["params"]["calibrated_on"] == "validation samples"
+    assert calls == [False, False]  # the panel, then the validation samples: nothing to leave out

@@ -106,9 +106,15 @@ def _calibrate_gexbert(model: GexBERT, reference: AnnData, inputs, targets, laye
 
 
 def _validation_samples(model: GexBERT) -> AnnData | None:
-    """The model's validation samples (never trained on by the network), where the linear path has factors without them."""
+    """The model's validation samples (never trained on by the network) where they are held out of everything.
+
+    With a linear path, that needs its factors of the training samples alone (``GexBERT.restore(leave_out=True)``,
+    in the session the model was set up in), since the refit added the validation samples to them.
+    """
     rows = model.validation_rows
-    if not model.can_leave_out or model.adata is None or rows is None or len(rows) == 0:
+    if model.adata is None or rows is None or len(rows) == 0:
+        return None
+    if model.config.linear_path != "none" and not model.can_leave_out:
         return None
     sub = model.adata[np.sort(rows)]
     return sub.to_memory() if sub.isbacked else sub.copy()
@@ -262,10 +268,12 @@ def restore(
                 logger.info("no prediction intervals: they are calibrated on samples with both the input genes and "
                             "the targets; pass reference= (held-out samples) to get them")
             else:
-                cal = _calibrate_gexbert(model, val, inputs, targets, model.layer, interval, True, **kw)
+                cal = _calibrate_gexbert(model, val, inputs, targets, model.layer, interval,
+                                         model.config.linear_path != "none", **kw)
                 calibrated_on = "validation samples"
                 logger.info("intervals calibrated on the model's %d validation samples (never trained on by the "
-                            "network; restored with the linear path's factors of the training samples)", val.n_obs)
+                            "network; with a linear path, restored with its factors of the training samples)",
+                            val.n_obs)
     else:
         pipe, resid, rcols = _ridge(reference, layer, inputs, targets, n_folds, random_state)
         pred = pipe.predict(dense_matrix(X_in, layer)).astype(np.float32)
