@@ -164,10 +164,15 @@ class GexBERT(PredictMixin):
             train = np.random.default_rng(self.random_state).choice(train, LINEAR_FIT_ROWS, replace=False)
         val = np.sort(self._val_rows[:LINEAR_FIT_ROWS])
         fit_rows = torch.from_numpy(np.concatenate([np.sort(train), val]))  # the data rows of the fitted rows
-        scores = self.module.linear.fit(rows(train), rows(val), generator=gen, rows=fit_rows, n_rows=adata.n_obs)
+        codes = {} if self.batch_key is None else {  # genes a batch never measured get their own penalty
+            "codes": torch.from_numpy(scaler.codes[np.sort(train)]), "val_codes": torch.from_numpy(scaler.codes[val])}
+        scores = self.module.linear.fit(rows(train), rows(val), generator=gen, rows=fit_rows, n_rows=adata.n_obs,
+                                        **codes)
         if scores:
             logger.info("linear path: penalty %.3g (validation MSE %.4f)", float(self.module.linear.lam.detach()),
                         min(scores.values()))
+        if self.module.linear.lam_gap is not None:
+            logger.info("linear path: penalty %.3g for genes a batch never measured", self.module.linear.lam_gap)
 
     def align(self, adata: AnnData) -> GeneAlignment:
         """How ``adata``'s genes map onto the model's vocabulary (by name)."""

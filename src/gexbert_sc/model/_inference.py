@@ -34,6 +34,9 @@ class EncodedBatch:
     rows: np.ndarray
     embedding: torch.Tensor
     restored: torch.Tensor | None
+    #: With a linear path that has a gap penalty and rows with gap entries: the gap entries ``(B, n_genes)`` and
+    #: their latent ``(B, rank)`` (see :meth:`~gexbert_sc.module.GaussianLinearPath.gap_latent`).
+    gaps: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def encode_rows(module: GexBERTModule, genes: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -55,6 +58,17 @@ def linear_latent(module: GexBERTModule, z: torch.Tensor) -> torch.Tensor:
     genes = torch.arange(G, device=z.device)
     return torch.cat([module.encode_linear(genes.expand(len(z[i : i + step]), -1), z[i : i + step])
                       for i in range(0, len(z), step)])
+
+
+def decode_batch(module: GexBERTModule, batch: EncodedBatch, genes: torch.Tensor) -> torch.Tensor:
+    """:func:`decode` of ``batch``; at its gap entries the linear estimate is the one at the gap penalty."""
+    out = decode(module, batch.embedding, genes)
+    if batch.gaps is not None:
+        gaps, latent = batch.gaps
+        g = genes.expand(len(out), -1)
+        shift = module.linear.estimate(latent - batch.embedding[:, module.d_model :].float(), g)
+        out = torch.where(gaps.gather(1, g), out + shift, out)
+    return out
 
 
 def decode(module: GexBERTModule, emb: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
@@ -87,7 +101,8 @@ def encode_batches(
     Each row is encoded from ``n_repeats`` seeded random subsets of ``n_input`` of its observed genes
     (walking through one random order of them, so together they cover as many observed genes as
     ``n_repeats * n_input`` allows); the embedding is the mean of the subsets' summaries. ``decode_genes``
-    are restored by decoding that embedding once.
+    are restored by decoding that embedding once. Rows are grouped by ``scaler.codes`` for the linear path's
+    gap entries (genes the row's batch never measured in training).
     """
     module.to(device).eval()
     gen = torch.Generator().manual_seed(int(random_state))
@@ -99,10 +114,14 @@ def encode_batches(
         z = z.to(device)
         with autocast(device):
             emb = sum(encode_rows(module, s, z.gather(1, s)) for s in subsets) / len(subsets)
+        gaps = None
         if module.linear is not None:  # the linear path reads every observed gene, not the subsets
             emb = torch.cat([emb, linear_latent(module, z)], dim=1)
-        restored = None if gdec is None else decode(module, emb, gdec)
-        yield EncodedBatch(rows, emb, restored)
+            gaps = module.linear.gap_latent(z, torch.from_numpy(scaler.codes[rows]).to(device))
+        batch = EncodedBatch(rows, emb, None, gaps)
+        if gdec is not None:
+            batch.restored = decode_batch(module, batch, gdec)
+        yield batch
 
 
 def fill_missing(module: GexBERTModule, batch: EncodedBatch, x: np.ndarray, scaler: BoundStandardizer) -> np.ndarray:
@@ -114,7 +133,7 @@ def fill_missing(module: GexBERTModule, batch: EncodedBatch, x: np.ndarray, scal
     width = int(counts.max())
     order = np.argsort(~miss, axis=1, kind="stable")[:, :width]  # each row's missing genes first
     genes = torch.as_tensor(order, dtype=torch.long, device=batch.embedding.device)
-    z = decode(module, batch.embedding, genes).cpu().numpy()
+    z = decode_batch(module, batch, genes).cpu().numpy()
     filled = scaler.inverse(z, batch.rows, order)
     r_idx, k_idx = np.nonzero(np.arange(width)[None, :] < counts[:, None])
     x[r_idx, order[r_idx, k_idx]] = filled[r_idx, k_idx]

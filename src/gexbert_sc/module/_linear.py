@@ -29,6 +29,12 @@ PICK_ROWS = 256
 #: Input sizes (numbers of observed input genes) the penalty is picked for, besides half the genes; a
 #: sample's penalty is interpolated between them on the log scale by its number of observed inputs.
 PICK_SIZES = (16, 64, 256)
+#: Penalties tried for the entries of genes a sample's group never measured (see :meth:`GaussianLinearPath.fit`).
+GAP_LAMS = tuple(float(x) for x in torch.logspace(-1, 2, 13))
+#: Fraction of the measured (group, gene) blocks, of genes more than one group measures, hidden to pick that penalty
+#: (at most one block per gene, at least :data:`GAP_MIN_BLOCKS`).
+GAP_PICK_FRACTION = 0.2
+GAP_MIN_BLOCKS = 10
 
 
 class GaussianLinearPath(nn.Module):
@@ -49,6 +55,11 @@ class GaussianLinearPath(nn.Module):
     with their conditional means, set the factors from the filled rows, repeat (setting missing values
     to the mean instead shrinks every covariance and biases the estimates toward the mean).
 
+    Rows may come in groups (batches: cohorts, platforms; integer ``codes``). A gene that a group never
+    measured but another did is estimated, in that group's rows, from a covariance that only the other
+    groups' rows show, which holds there less well: those *gap* entries get their own, picked penalty
+    (:meth:`fit` with ``codes``; :meth:`gaps`, :meth:`gap_latent`).
+
     ``learn`` makes ``Z`` and ``lam`` trainable (jointly with the network); otherwise they stay as
     :meth:`fit` set them.
     """
@@ -68,6 +79,10 @@ class GaussianLinearPath(nn.Module):
         # The factors of the training rows alone, before :meth:`fit` refits them with the validation rows (not
         # saved; empty: none): see :meth:`held_out`.
         self.register_buffer("train_factors", torch.zeros(0, n_genes), persistent=False)
+        # Which group measured which gene in the fitted rows (saved; empty: no gap penalty), and the log of the
+        # penalty of gap entries (saved; empty: none).
+        self.register_buffer("group_measured", torch.zeros(0, n_genes, dtype=torch.bool))
+        self.register_buffer("log_lam_gap", torch.zeros(0))
 
     @property
     def lam(self) -> torch.Tensor:
@@ -104,14 +119,17 @@ class GaussianLinearPath(nn.Module):
                 self.factors.copy_(kept)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # the penalty table's size comes from the saved model; models saved before it have none
-        for name in ("lam_log_sizes", "lam_log_values"):
+        # the sizes of the penalty table and the gap buffers come from the saved model; models saved before them
+        # have none
+        empty = {"lam_log_sizes": torch.zeros(0), "lam_log_values": torch.zeros(0), "log_lam_gap": torch.zeros(0),
+                 "group_measured": torch.zeros(0, self.factors.shape[1], dtype=torch.bool)}
+        for name, none in empty.items():
             key = prefix + name
             if key in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[key]))
             else:
-                state_dict[key] = torch.zeros(0)
-                setattr(self, name, torch.zeros(0))
+                state_dict[key] = none
+                setattr(self, name, none.clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def row_lam(self, n_inputs: torch.Tensor) -> torch.Tensor:
@@ -155,7 +173,8 @@ class GaussianLinearPath(nn.Module):
     @torch.no_grad()
     def fit(self, z: torch.Tensor, val: torch.Tensor | None = None, lams=None, generator=None,
             refit: bool = True, rows: torch.Tensor | None = None, n_rows: int = 0,
-            em_iterations: int = EM_ITERATIONS) -> dict:
+            em_iterations: int = EM_ITERATIONS, codes: torch.Tensor | None = None,
+            val_codes: torch.Tensor | None = None) -> dict:
         """Set the factors from standardised training rows ``z`` (``n x n_genes``) and pick ``lam``.
 
         ``lam`` is the value of ``lams`` (default ``logspace(-1, 1.5, 11)``) with the smallest error on
@@ -172,41 +191,64 @@ class GaussianLinearPath(nn.Module):
         filled likewise; the penalty is in per-sample units, so it carries over). Returns ``{lam: mse}``
         of the last pick. ``rows`` and ``n_rows``: the data rows of ``z`` then ``val``, as in
         :meth:`set_factors` (leave-one-out in training).
+
+        ``codes`` and ``val_codes`` (long, one group code per row of ``z`` and ``val``): where some group never
+        measured a gene that another group did (a gap), the penalty of those entries is picked apart
+        (:meth:`_pick_gap`): a first EM runs with :data:`GAP_PICK_FRACTION` of the measured (group, gene) blocks
+        hidden, picking the gap penalty among :data:`GAP_LAMS` on the hidden blocks of the validation rows;
+        the EM on all data then goes on from its factors with that penalty for the gap entries. Without gaps,
+        or without ``val``, nothing changes.
         """
         lams = [float(x) for x in (torch.logspace(-1, 1.5, 11) if lams is None else lams)]
         has_val = val is not None and len(val) > 0
+        z = z.float()
+        val = val.float() if has_val else None
+        if codes is not None and has_val and val_codes is None:
+            raise ValueError("fit: codes given for the training rows but not for the validation rows (val_codes)")
         self.lam_log_sizes, self.lam_log_values = torch.zeros(0), torch.zeros(0)
-        self.set_factors(z)
+        self.group_measured = torch.zeros(0, z.shape[1], dtype=torch.bool, device=self.factors.device)
+        self.log_lam_gap = torch.zeros(0, device=self.factors.device)
         self.log_lam.fill_(0.0)
-        scores = self._pick_lam(val.float(), lams, generator) if has_val else {}
-        filled = z.float()
-        if int(em_iterations) > 0 and bool(torch.isnan(filled).any()):
-            filled = self._em(z.float(), val.float() if has_val else None, lams, generator, int(em_iterations))
+        em = int(em_iterations) > 0 and bool(torch.isnan(z).any())
+        if codes is not None and has_val and em:
+            self._pick_gap(z, val, codes, val_codes, lams, generator, int(em_iterations))
+        self.set_factors(z)
+        scores = self._pick_lam(val, lams, generator) if has_val else {}
+        filled = z
+        if em:
+            filled = self._em(z, val, lams, generator, int(em_iterations), codes)
             if has_val:
-                scores = self._pick_lam(val.float(), lams, generator)
+                scores = self._pick_lam(val, lams, generator)
         if has_val:
-            self._pick_table(val.float(), lams, generator)
+            self._pick_table(val, lams, generator)
         if refit and has_val:
             self.train_factors = self.factors.detach().clone()
-            self.set_factors(torch.cat([filled, self.fill(val.float()).to(filled)]), rows, n_rows)
+            self.set_factors(torch.cat([filled, self.fill(val, val_codes).to(filled)]), rows, n_rows)
         elif rows is not None:
             self.set_factors(filled, rows[: len(z)], n_rows)
         return scores
 
-    def _em(self, z: torch.Tensor, val: torch.Tensor | None, lams: list[float], generator, most: int) -> torch.Tensor:
-        """EM iterations on ``z`` (see :meth:`fit`); returns the filled rows whose factors are set."""
+    def _em(self, z: torch.Tensor, val: torch.Tensor | None, lams: list[float], generator, most: int,
+            codes: torch.Tensor | None = None, gap_truth: tuple | None = None) -> torch.Tensor:
+        """EM iterations on ``z`` (see :meth:`fit`); returns the filled rows whose factors are set.
+
+        ``gap_truth`` (``(values, truth)`` of validation rows; :meth:`_pick_gap`): the gap penalty is
+        picked again with ``lam``.
+        """
         if val is None:
             for _ in range(min(most, EM_ITERATIONS_NO_VAL)):
-                filled = self.fill(z)
+                filled = self.fill(z, codes)
                 self.set_factors(filled)
             return filled
         split_seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         best, best_filled, stale = math.inf, None, 0
         for it in range(1, most + 1):
-            filled = self.fill(z)
+            filled = self.fill(z, codes)
             self.set_factors(filled)
             if it in EM_REPICK:
                 self._pick_lam(val, lams, generator)
+                if gap_truth is not None:
+                    self._pick_gap_lam(*gap_truth)
             if it < EM_REPICK[-1]:
                 continue
             # the same split of the validation rows every time, at the penalty fixed since the last pick
@@ -222,6 +264,103 @@ class GaussianLinearPath(nn.Module):
             filled = best_filled
         logger.debug("linear path: %d EM iterations, validation MSE %.4f", it, best)
         return filled
+
+    @staticmethod
+    def _measured(z: torch.Tensor, codes: torch.Tensor, n_groups: int) -> torch.Tensor:
+        """``(n_groups, n_genes)`` bool: group ``g`` has an observed value of the gene among the rows ``z``."""
+        counts = torch.zeros(n_groups, z.shape[1], device=z.device)
+        counts.index_add_(0, codes.to(z.device).long(), (~torch.isnan(z)).float())
+        return counts > 0
+
+    def _pick_gap(self, z: torch.Tensor, val: torch.Tensor, codes: torch.Tensor, val_codes: torch.Tensor,
+                  lams: list[float], generator, most: int) -> None:
+        """Pick the gap penalty with blocks hidden (see :meth:`fit`); leaves the factors of that EM (a warm start).
+
+        Sets :attr:`group_measured` and :attr:`log_lam_gap`, or leaves them empty (and the factors set from ``z``)
+        where there are no gaps or no block can be hidden and scored.
+        """
+        codes, val_codes = codes.long().to(z.device), val_codes.long().to(z.device)
+        n_groups = int(max(int(codes.max()), int(val_codes.max()) if len(val_codes) else 0)) + 1
+        measured = self._measured(z, codes, n_groups)
+        self.set_factors(z)
+        if not bool((~measured & measured.any(0)).any()):
+            return  # every group measured every gene some group did: no gap entries
+        # blocks to hide: measured by the group in its training rows, scored on its validation rows, and measured by
+        # another group too (so that the hidden gene stays measured); at most one per gene
+        scored = self._measured(val, val_codes, n_groups) & measured & (measured.sum(0) >= 2)
+        genes = torch.nonzero(scored.any(0)).squeeze(1)
+        if len(genes) == 0:
+            return
+        want = max(GAP_MIN_BLOCKS, round(GAP_PICK_FRACTION * int(scored.sum())))
+        genes = genes[torch.randperm(len(genes), generator=generator)[:want]]
+        pick = torch.rand(len(genes), n_groups, generator=generator) * scored[:, genes].T.float().cpu()
+        groups = pick.argmax(1).to(z.device)  # a random group among those that qualify, per gene
+        hide = torch.zeros(n_groups, z.shape[1], dtype=torch.bool, device=z.device)
+        hide[groups, genes] = True
+        z_h = z.masked_fill(hide[codes], float("nan"))
+        val_hide = hide[val_codes] & ~torch.isnan(val)
+        val_h = val.masked_fill(val_hide, float("nan"))
+        truth = val.masked_fill(~val_hide, float("nan"))
+        self.group_measured = measured & ~hide
+        self.set_factors(z_h)
+        self._pick_lam(val_h, lams, generator)
+        self.log_lam_gap = self.log_lam.detach().clone().reshape(1)
+        self._em(z_h, val_h, lams, generator, most, codes, gap_truth=(val_h, truth))
+        self._pick_gap_lam(val_h, truth)
+        self.group_measured = measured
+        logger.debug("linear path: gap penalty %.3g picked on %d hidden (group, gene) blocks",
+                     float(self.log_lam_gap.exp()), len(genes))
+
+    def _pick_gap_lam(self, values: torch.Tensor, truth: torch.Tensor) -> dict:
+        """Set the gap penalty to the value of :data:`GAP_LAMS` that best estimates ``truth`` (NaN: not scored) from ``values``."""
+        rows = torch.nonzero(~torch.isnan(truth).all(1)).squeeze(1)
+        values, truth = values[rows], truth[rows]
+        G = values.shape[1]
+        step = max(1, FILL_VALUES // max(1, self.rank * G))
+        factors = self.factors.float()
+        eye = torch.eye(self.rank, dtype=factors.dtype, device=factors.device)
+        sse = dict.fromkeys(GAP_LAMS, 0.0)
+        for i in range(0, len(values), step):  # each chunk's systems once, solved for every penalty
+            x = values[i : i + step]
+            zs = factors.unsqueeze(0) * (~torch.isnan(x)).unsqueeze(1)  # (B, P, G)
+            gram, rhs = zs @ zs.transpose(1, 2), zs @ torch.nan_to_num(x).unsqueeze(-1)
+            t = truth[i : i + step]
+            o = ~torch.isnan(t)
+            for lam in GAP_LAMS:
+                h = torch.cholesky_solve(rhs, torch.linalg.cholesky(gram + lam * eye)).squeeze(-1)
+                sse[lam] += float(((h @ factors - torch.nan_to_num(t)) ** 2)[o].sum())
+        scores = {lam: v / max(1, int((~torch.isnan(truth)).sum())) for lam, v in sse.items()}
+        self.log_lam_gap = torch.tensor([math.log(min(scores, key=scores.get))], device=self.factors.device)
+        return scores
+
+    @property
+    def lam_gap(self) -> float | None:
+        """The penalty of gap entries (see :meth:`fit`), None where there is none."""
+        return float(self.log_lam_gap.exp()[0]) if len(self.log_lam_gap) else None
+
+    def gaps(self, missing: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor | None:
+        """Which missing entries (``(B, n_genes)`` bool) are gaps: genes the row's group (``codes``, ``(B,)``) never measured in the fitted rows but another group did.
+
+        None without a gap penalty or ``codes``; codes of groups the fit did not see have no gaps.
+        """
+        if codes is None or self.lam_gap is None:
+            return None
+        codes = codes.long().to(missing.device)
+        known = (codes >= 0) & (codes < len(self.group_measured))
+        gap = ~self.group_measured & self.group_measured.any(0)
+        return missing & gap[codes.clamp(0, len(gap) - 1)] & known.unsqueeze(1)
+
+    def gap_latent(self, z: torch.Tensor, codes: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The gap entries of rows ``z`` (every gene, NaN = missing) and their latent at the gap penalty.
+
+        Returns ``(gaps, latent)`` (``(B, n_genes)`` bool, ``(B, rank)``; :meth:`estimate` of the latent at a
+        gap entry replaces the estimate of :meth:`latent`'s), or None where no row has a gap entry.
+        """
+        gaps = self.gaps(torch.isnan(z), codes)
+        if gaps is None or not bool(gaps.any()):
+            return None
+        genes = torch.arange(z.shape[1], device=z.device)
+        return gaps, self.latent(genes.expand(len(z), -1), z, lam=self.lam_gap)
 
     def _pick_table(self, val: torch.Tensor, lams: list[float], generator) -> None:
         """Pick the penalty for each of :data:`PICK_SIZES` inputs (and half the genes) and keep the table."""
@@ -271,8 +410,11 @@ class GaussianLinearPath(nn.Module):
         return scores
 
     @torch.no_grad()
-    def fill(self, z: torch.Tensor) -> torch.Tensor:
-        """``z`` (``(n, n_genes)``, standardised) with its NaN entries replaced by their conditional means, in row chunks."""
+    def fill(self, z: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """``z`` (``(n, n_genes)``, standardised) with its NaN entries replaced by their conditional means, in row chunks.
+
+        ``codes`` (the rows' groups): gap entries (:meth:`gaps`) are estimated at the gap penalty.
+        """
         miss = torch.isnan(z)
         if not bool(miss.any()):
             return z
@@ -283,11 +425,17 @@ class GaussianLinearPath(nn.Module):
         for i in range(0, len(z), step):
             zi = z[i : i + step]
             est = self.latent(genes.expand(len(zi), -1), zi) @ self.factors.float()
+            gap = self.gap_latent(zi, None if codes is None else codes[i : i + step])
+            if gap is not None:
+                est = torch.where(gap[0], gap[1] @ self.factors.float(), est)
             out[i : i + step] = torch.where(miss[i : i + step], est, zi)
         return out
 
-    def latent(self, genes: torch.Tensor, values: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    def latent(self, genes: torch.Tensor, values: torch.Tensor, rows: torch.Tensor | None = None,
+               lam: float | None = None) -> torch.Tensor:
         """Posterior mean of the factors, ``(B, rank)``, from ``values`` (``(B, N)``, NaN = missing) at ``genes``.
+
+        ``lam``: this penalty for every row instead of :meth:`row_lam`'s.
 
         ``rows`` (long ``(B,)``, data rows; training only): a row whose values helped set the factors is
         left out of them. With ``X = sqrt(n) U Z`` (the SVD), removing row ``i`` from the covariance gives
@@ -300,7 +448,7 @@ class GaussianLinearPath(nn.Module):
         v = torch.nan_to_num(values.float())
         loo_rows = rows is not None and len(self.row_index) > 0
         if not loo_rows and len(genes) > 0 and bool((genes == genes[:1]).all()):
-            return self._latent_shared_genes(genes[0], obs, v)
+            return self._latent_shared_genes(genes[0], obs, v, lam)
         zs = self.factors.float()[:, genes].permute(1, 0, 2) * obs.unsqueeze(1)  # (B, P, N)
         eye = torch.eye(self.rank, device=zs.device, dtype=zs.dtype)
         loo = None
@@ -312,7 +460,7 @@ class GaussianLinearPath(nn.Module):
             c = torch.where(a2 > 1e-12, (1 - (1 - a2).clamp(min=0).sqrt()) / a2.clamp(min=1e-12), torch.zeros_like(a2))
             loo = (u, c)
             zs = zs - (c * u).unsqueeze(2) * torch.einsum("bp,bpn->bn", u, zs).unsqueeze(1)
-        a = zs @ zs.transpose(1, 2) + self.row_lam(obs.sum(1))[:, None, None] * eye
+        a = zs @ zs.transpose(1, 2) + self._penalty(obs.sum(1), lam)[:, None, None] * eye
         rhs = (zs @ v.unsqueeze(-1))  # (B, P, 1)
         h = torch.cholesky_solve(rhs, torch.linalg.cholesky(a)).squeeze(-1)
         if loo is not None:
@@ -320,7 +468,14 @@ class GaussianLinearPath(nn.Module):
             h = h - c * u * (u * h).sum(1, keepdim=True)
         return h
 
-    def _latent_shared_genes(self, genes: torch.Tensor, obs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def _penalty(self, n_obs: torch.Tensor, lam: float | None) -> torch.Tensor:
+        """Each row's penalty: :meth:`row_lam`, or ``lam`` for every row."""
+        if lam is None:
+            return self.row_lam(n_obs)
+        return torch.full((len(n_obs),), float(lam), device=n_obs.device)
+
+    def _latent_shared_genes(self, genes: torch.Tensor, obs: torch.Tensor, v: torch.Tensor,
+                             lam: float | None = None) -> torch.Tensor:
         """:meth:`latent` where every row has the same ``genes`` (``(N,)``) and only the observed ones differ.
 
         The system ``Z_S Z_S^T`` of a row is built from the smaller side: the observed genes' factors, or
@@ -333,8 +488,8 @@ class GaussianLinearPath(nn.Module):
         rhs = v @ zg.T  # (B, P): missing values are 0 in v
         if bool((obs == obs[:1]).all()):
             zo = zg[:, obs[0]]
-            lam = self.row_lam(obs[:1].sum(1))[0]
-            return torch.cholesky_solve(rhs.T, torch.linalg.cholesky(zo @ zo.T + lam * eye)).T
+            pen = self._penalty(obs[:1].sum(1), lam)[0]
+            return torch.cholesky_solve(rhs.T, torch.linalg.cholesky(zo @ zo.T + pen * eye)).T
         miss = ~obs
         n_miss, n_obs = miss.sum(1), obs.sum(1)
         complement = int(n_miss.max()) <= int(n_obs.max())
@@ -344,7 +499,7 @@ class GaussianLinearPath(nn.Module):
         valid = torch.arange(width, device=zg.device)[None, :] < counts[:, None]
         zp = zg[:, idx].permute(1, 0, 2) * valid.unsqueeze(1)  # (B, P, width)
         part = zp @ zp.transpose(1, 2)
-        a = (zg @ zg.T - part if complement else part) + self.row_lam(n_obs)[:, None, None] * eye
+        a = (zg @ zg.T - part if complement else part) + self._penalty(n_obs, lam)[:, None, None] * eye
         return torch.cholesky_solve(rhs.unsqueeze(-1), torch.linalg.cholesky(a)).squeeze(-1)
 
     def estimate(self, latent: torch.Tensor, genes: torch.Tensor) -> torch.Tensor:
