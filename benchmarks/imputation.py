@@ -919,9 +919,10 @@ def _markdown(meta: dict, imp: pd.DataFrame, rest: pd.DataFrame, speed: dict | N
          "- Masks: `gb.pp.simulate_missing(rate, mechanism, groupby, random_state=seed)` "
          "(genes or samples it would empty keep their values: `keep_measurable=True`), on the same "
          "AnnData `tl.benchmark_impute` builds, so the masks and scores are those of "
-         "`gb.tl.benchmark_impute(random_state=seed, repeats=1)`. Checked on every scenario by rerunning "
-         f"`benchmark_impute` with {list(CHECK_METHODS)}: largest |difference| of rmse, rmse_ratio, coverage, width "
-         f"= {meta.get('max_check_diff', float('nan')):.2g}.",
+         "`gb.tl.benchmark_impute(random_state=seed, repeats=1)`. "
+         + ("Not checked against `benchmark_impute` in this run (`--no-check`)." if meta.get("max_check_diff") is None
+            else f"Checked on every scenario by rerunning `benchmark_impute` with {list(CHECK_METHODS)}: largest "
+            f"|difference| of rmse, rmse_ratio, coverage, width = {meta['max_check_diff']:.2g}."),
          f"- C-index: scikit-survival `CoxnetSurvivalAnalysis(l1_ratio={COX_L1_RATIO:g}, alphas=[{COX_ALPHA:g}])` "
          f"(ridge in practice; penalty on the mean partial log-likelihood) after `StandardScaler`, on {COX_GENES} "
          f"random genes (`default_rng([1, seed])`, the same for every method and rate) of the completed matrix, "

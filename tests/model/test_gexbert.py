@@ -429,3 +429,39 @@ def test_restore_leave_out_gives_held_out_predictions_of_the_models_own_samples(
     assert not loaded.can_leave_out
     with pytest.raises(ValueError, match="leave_out=True needs the linear path's factors as fitted on the training"):
         loaded.restore(inputs, genes=targets, leave_out=True)
+
+
+def test_genes_a_batch_never_measured_are_filled_and_restored_at_their_own_penalty(tmp_path):
+    """Two batches whose genes load on the same factors differently; batch B never measured the first quarter
+    of the genes. Those entries are estimated from a covariance only batch A shows: the model picks them a
+    penalty of their own (on hidden blocks), fills and restores them with it, and keeps it when saved."""
+    rng = np.random.default_rng(0)
+    n, G, k = 240, 120, 4
+    W = rng.normal(size=(k, G))
+    X = rng.normal(size=(n, k)) @ W + 0.3 * rng.normal(size=(n, G))
+    X[n // 2 :] = rng.normal(size=(n // 2, k)) @ (W + 0.5 * rng.normal(size=(k, G))) + 0.3 * rng.normal(size=(n // 2, G))
+    gap = np.zeros((n, G), bool)
+    gap[n // 2 :, : G // 4] = True
+    a = ad.AnnData(np.where(gap, np.nan, X).astype(np.float32))
+    a.var_names = [f"g{i}" for i in range(G)]
+    a.obs["cohort"] = ["A"] * (n // 2) + ["B"] * (n // 2)
+    model = tiny_model(a, batch_key="cohort", linear_path="fixed", linear_rank=32)
+    model.train(phase1_epochs=1, phase2_epochs=0, progress=False)
+    linear = model.module.linear
+    assert linear.lam_gap is not None and linear.lam_gap > float(linear.lam)
+    filled = model.impute(a)
+    assert np.allclose(filled[~gap], a.X[~gap], atol=1e-4)
+    restored = model.restore(a[n // 2 :], genes=list(a.var_names[: G // 4]))
+    assert np.allclose(restored, filled[n // 2 :, : G // 4], atol=1e-4)  # the same estimate either way
+
+    def rmse(f):
+        return float(np.sqrt(np.mean((f[gap] - X[gap]) ** 2)))
+
+    model.save(tmp_path / "m")
+    loaded = gb.GexBERT.load(tmp_path / "m", a)
+    assert loaded.module.linear.lam_gap == pytest.approx(linear.lam_gap)
+    assert np.allclose(loaded.impute(a), filled, atol=1e-4)
+    # the same factors with every entry at the one penalty: worse at the gaps (the larger share of the gain, from
+    # the EM fit with the gap penalty, is in tests/module/test_linear.py)
+    linear.log_lam_gap = torch.zeros(0)
+    assert rmse(filled) < 0.99 * rmse(model.impute(a)), (rmse(filled), rmse(model.impute(a)))

@@ -1,5 +1,6 @@
 """The linear path's fast system for rows sharing their genes, and its EM fit on rows with missing values."""
 
+import pytest
 import torch
 
 from gexbert_sc.module import GaussianLinearPath
@@ -121,8 +122,73 @@ def test_penalty_by_input_size_is_picked_saved_and_interpolated():
 def test_models_saved_before_the_penalty_table_load_with_one_penalty():
     lp = GaussianLinearPath(30, rank=4)
     lp.fit(_low_rank(40, 30), _low_rank(10, 30, seed=1), generator=torch.Generator().manual_seed(0))
-    old = {k: v for k, v in lp.state_dict().items() if not k.startswith("lam_log")}
+    old = {k: v for k, v in lp.state_dict().items()
+           if not k.startswith("lam_log") and k not in ("log_lam_gap", "group_measured")}
     fresh = GaussianLinearPath(30, rank=4)
     fresh.load_state_dict(old)
     assert len(fresh.lam_log_sizes) == 0
+    assert fresh.lam_gap is None and fresh.gaps(torch.ones(2, 30, dtype=torch.bool), torch.tensor([0, 1])) is None
     assert torch.allclose(fresh.row_lam(torch.tensor([3, 15])), lp.lam.expand(2))
+
+
+def _two_platforms(seed, n=240, G=120, k=4, shift=0.5):
+    """Two groups of rows whose genes load on the same factors differently (e.g. two tissues or platforms); the
+    second group never measured the first quarter of the genes. Returns (truth, with gaps, codes, gap mask)."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(k, G, generator=g)
+    codes = torch.arange(n) % 2
+    n1 = int((codes == 1).sum())
+    X = torch.randn(n, k, generator=g) @ W + 0.3 * torch.randn(n, G, generator=g)
+    X[codes == 1] = (torch.randn(n1, k, generator=g) @ (W + shift * torch.randn(k, G, generator=g))
+                     + 0.3 * torch.randn(n1, G, generator=g))
+    X = (X - X.mean(0)) / X.std(0)
+    gap = torch.zeros_like(X, dtype=torch.bool)
+    gap[codes == 1, : G // 4] = True
+    return X, X.masked_fill(gap, float("nan")), codes, gap
+
+
+def _split(n, seed):
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[: n // 5].sort().values, perm[n // 5 :].sort().values
+
+
+def test_genes_a_group_never_measured_get_their_own_penalty_which_restores_them_better():
+    ratios = []
+    for seed in range(3):
+        X, Xm, codes, gap = _two_platforms(seed)
+        va, tr = _split(len(X), seed)
+        errors = []
+        for kw in ({}, {"codes": codes[tr], "val_codes": codes[va]}):
+            lp = GaussianLinearPath(X.shape[1], rank=32)
+            lp.fit(Xm[tr], Xm[va], generator=torch.Generator().manual_seed(0), **kw)
+            F = lp.fill(Xm, codes if kw else None)
+            assert torch.equal(F[~gap], Xm[~gap])
+            errors.append(float(((F - X)[gap] ** 2).mean().sqrt()))
+        assert lp.lam_gap is not None and lp.lam_gap > 5 * float(lp.lam)  # the transferred covariance holds less well
+        assert torch.equal(lp.gaps(torch.isnan(Xm), codes), gap)
+        ratios.append(errors[1] / errors[0])
+    assert max(ratios) < 1.0 and sum(ratios) / 3 < 0.9, ratios
+
+
+def test_gap_penalty_needs_gaps_and_known_groups_and_survives_a_state_dict_round_trip():
+    X, Xm, codes, gap = _two_platforms(0)
+    va, tr = _split(len(X), 0)
+    plain, one_group = GaussianLinearPath(X.shape[1], rank=16), GaussianLinearPath(X.shape[1], rank=16)
+    plain.fit(Xm[tr], Xm[va], generator=torch.Generator().manual_seed(0))
+    zeros = torch.zeros(len(X), dtype=torch.long)
+    one_group.fit(Xm[tr], Xm[va], generator=torch.Generator().manual_seed(0), codes=zeros[tr], val_codes=zeros[va])
+    assert one_group.lam_gap is None and plain.lam_gap is None  # one group: no gene is measured elsewhere
+    assert torch.equal(one_group.factors, plain.factors)
+    lp = GaussianLinearPath(X.shape[1], rank=16)
+    lp.fit(Xm[tr], Xm[va], generator=torch.Generator().manual_seed(0), codes=codes[tr], val_codes=codes[va])
+    miss = torch.isnan(Xm)
+    assert not bool(lp.gaps(miss, torch.full((len(X),), 2)).any())  # a group the fit never saw
+    assert not bool(lp.gaps(miss, torch.full((len(X),), -1)).any())
+    assert torch.equal(lp.gaps(miss, codes), gap)
+    again = GaussianLinearPath(X.shape[1], rank=16)
+    again.load_state_dict(lp.state_dict())
+    assert again.lam_gap == lp.lam_gap and torch.equal(again.group_measured, lp.group_measured)
+    assert torch.allclose(again.fill(Xm, codes), lp.fill(Xm, codes))
+    assert not torch.allclose(lp.fill(Xm, codes)[gap], lp.fill(Xm)[gap])
+    with pytest.raises(ValueError, match="val_codes"):
+        lp.fit(Xm[tr], Xm[va], codes=codes[tr])

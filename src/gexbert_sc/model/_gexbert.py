@@ -71,7 +71,10 @@ class GexBERT(PredictMixin):
         ``"cpu"`` (default; small, trains in minutes on 2 cores), ``"paper"`` (d 200, 8 layers, 8 heads,
         512 genes, 64 levels), a dict of settings or a :class:`GexBERTConfig`.
     batch_key
-        Column of ``adata.obs`` whose groups (cohorts, platforms) are standardised separately.
+        Column of ``adata.obs`` whose groups (cohorts, platforms) are standardised separately. With a
+        linear path, genes that a batch never measured but another did get their own penalty in that
+        batch's samples (picked on (batch, gene) blocks hidden on purpose), since their covariance with
+        the batch's measured genes is seen only in the other batches.
     random_state
         Seeds the split, the weights, the gene sampling and the inference subsets; None draws a seed
         (logged, and kept in ``model.random_state``).
