@@ -465,3 +465,29 @@ def test_genes_a_batch_never_measured_are_filled_and_restored_at_their_own_penal
     # the EM fit with the gap penalty, is in tests/module/test_linear.py)
     linear.log_lam_gap = torch.zeros(0)
     assert rmse(filled) < 0.99 * rmse(model.impute(a)), (rmse(filled), rmse(model.impute(a)))
+
+
+def test_refit_linear_path_uses_the_values_known_now():
+    """A model set up on a copy with more values hidden (as for calibration) refits its linear path on the
+    fuller data: its samples' other missing values are then filled better; other samples are refused."""
+    from tests.conftest import low_rank_matrix
+
+    X, X_missing, mask = low_rank_matrix(200, 60, rank=4, noise=0.1, rate=0.2, seed=3)
+    more = X_missing.copy()
+    more[np.random.default_rng(0).random(X.shape) < 0.4] = np.nan
+    a_more, a = ad.AnnData(more.astype(np.float32)), ad.AnnData(X_missing.astype(np.float32))
+    model = tiny_model(a_more, linear_path="fixed")
+    before = model.impute(a)
+    model.refit_linear_path(a)
+    after = model.impute(a)
+
+    def rmse(f):
+        return float(np.sqrt(np.mean((f[mask] - X[mask]) ** 2)))
+
+    assert rmse(after) < 0.9 * rmse(before), (rmse(after), rmse(before))
+    assert np.array_equal(after[~mask], a.X[~mask])
+    with pytest.raises(ValueError, match="the model's own samples"):
+        model.refit_linear_path(a[:50].copy())
+    none = tiny_model(a_more, linear_path="none")
+    none.refit_linear_path(a)  # nothing to refit
+    assert none.module.linear is None

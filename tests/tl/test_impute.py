@@ -1,6 +1,7 @@
 import anndata as ad
 import numpy as np
 import pytest
+import torch
 
 import gexbert_sc as gb
 from tests.conftest import TINY
@@ -122,3 +123,28 @@ def test_copy_and_bad_input(small_adata):
         gb.tl.impute(a, model="nope")
     with pytest.raises(ValueError, match="model= is used by method='gexbert' only"):
         gb.tl.impute(a, method="knn", model=object.__new__(gb.GexBERT))
+
+
+def test_a_model_trained_on_the_calibration_copy_refits_its_linear_path_on_every_observed_value():
+    """tl.impute trains the model on the copy with the calibration entries hidden; the final fill must not lose
+    those entries: the linear path is fitted again on the whole matrix before it (and only then)."""
+    from gexbert_sc.tl._impute import GexBERTFiller, matrix_adata
+    from tests.conftest import low_rank_matrix
+
+    _, X, _ = low_rank_matrix(150, 40, rank=3, rate=0.2, seed=5)
+    X = X.astype(np.float32)
+    adata = ad.AnnData(X.copy())
+    calibration = X.copy()
+    calibration[np.random.default_rng(1).random(X.shape) < 0.05] = np.nan
+    fill = GexBERTFiller(adata, None, None, fit_kwargs={**TINY, "phase1_epochs": 0, "phase2_epochs": 0},
+                         n_repeats=None, random_state=0, progress=False)
+    fill(calibration)
+    linear = fill.model.module.linear
+    on_calibration = linear.factors.detach().clone()
+    fill(calibration)  # the same matrix again: nothing to refit
+    assert torch.equal(linear.factors, on_calibration)
+    fill(X)
+    on_all = linear.factors.detach().clone()
+    assert not torch.allclose(on_all, on_calibration, atol=1e-4)
+    fill.model.refit_linear_path(matrix_adata(X, adata, None, None))
+    assert torch.allclose(linear.factors, on_all)  # what fill(X) used is the fit on X

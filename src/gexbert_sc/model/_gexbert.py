@@ -177,6 +177,32 @@ class GexBERT(PredictMixin):
         if self.module.linear.lam_gap is not None:
             logger.info("linear path: penalty %.3g for genes a batch never measured", self.module.linear.lam_gap)
 
+    def refit_linear_path(self, adata: AnnData) -> None:
+        """Fit the linear path again on ``adata``: the same samples as the model's, with more of their values known.
+
+        For a model trained on a copy of its data with some values hidden (e.g. to calibrate intervals on
+        them, as :func:`~gexbert_sc.tl.impute` does): the factors and penalties are set again from the
+        training and validation samples' values in ``adata``, as at set-up; the network, the split and the
+        standardisation stay. The network learned a correction of the former linear estimate, which changes
+        little when a few percent more values are known. Only for a fixed linear path (``"none"``: nothing
+        to do; ``"learned"``: its factors were trained with the network and are kept).
+
+        Parameters
+        ----------
+        adata
+            The model's samples (the same ``obs_names``, in the same order), genes aligned by name.
+        """
+        if self.module.linear is None or self.config.linear_path != "fixed":
+            return
+        if self.adata is None or self._train_rows is None:
+            raise ValueError("refit_linear_path needs the AnnData the model was set up on (its split); a loaded model "
+                             "has none attached: load it with GexBERT.load(path, adata)")
+        if adata.n_obs != self.adata.n_obs or not adata.obs_names.equals(self.adata.obs_names):
+            raise ValueError(f"refit_linear_path needs the model's own samples ({self.adata.n_obs}, in the same order); "
+                             f"got {adata.n_obs} with other obs_names: to restore new samples, call restore/impute")
+        self._check_compatible(adata)
+        self._fit_linear_path(adata)
+
     def align(self, adata: AnnData) -> GeneAlignment:
         """How ``adata``'s genes map onto the model's vocabulary (by name)."""
         return GeneAlignment.of(self.genes, adata.var_names)
