@@ -86,6 +86,12 @@ GEXBERT_VARIANTS = {
     "linear": {"linear_path": "fixed"},  # the network trained on top of the linear path
     "linear_only": {"linear_path": "fixed", "phase1_epochs": 0, "phase2_epochs": 0},  # no network training
     "none": {"linear_path": "none"},  # the network alone
+    # the ablation of benchmarks/quality.py
+    "learned": {"linear_path": "learned"},  # factors and penalty trained with the network
+    "linear_nmin32": {"linear_path": "fixed", "n_input_min": 32},  # input sizes drawn per batch, 32-256
+    "none_nmin32": {"linear_path": "none", "n_input_min": 32},
+    "none_wide128": {"linear_path": "none", "d_model": 128, "d_ff": 256},  # a wider network alone
+    "paper": {"config": "paper"},  # the paper's architecture (no linear path)
 }
 VARIANT_LABELS = tuple(f"gexbert:{v}" for v in GEXBERT_VARIANTS)
 MCAR_RATES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
