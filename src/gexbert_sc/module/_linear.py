@@ -9,6 +9,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ._gaps import GapPenaltyMixin
+
 logger = logging.getLogger(__name__)
 
 LINEAR_PATHS = ("none", "fixed", "learned")
@@ -29,15 +31,9 @@ PICK_ROWS = 256
 #: Input sizes (numbers of observed input genes) the penalty is picked for, besides half the genes; a
 #: sample's penalty is interpolated between them on the log scale by its number of observed inputs.
 PICK_SIZES = (16, 64, 256)
-#: Penalties tried for the entries of genes a sample's group never measured (see :meth:`GaussianLinearPath.fit`).
-GAP_LAMS = tuple(float(x) for x in torch.logspace(-1, 2, 13))
-#: Fraction of the measured (group, gene) blocks, of genes more than one group measures, hidden to pick that penalty
-#: (at most one block per gene, at least :data:`GAP_MIN_BLOCKS`).
-GAP_PICK_FRACTION = 0.2
-GAP_MIN_BLOCKS = 10
 
 
-class GaussianLinearPath(nn.Module):
+class GaussianLinearPath(GapPenaltyMixin, nn.Module):
     """Linear estimate of any genes from any observed genes under a low-rank Gaussian model.
 
     The genes are modelled as Gaussian with covariance ``Z^T Z + lam * I``, where the factors ``Z``
@@ -265,103 +261,6 @@ class GaussianLinearPath(nn.Module):
         logger.debug("linear path: %d EM iterations, validation MSE %.4f", it, best)
         return filled
 
-    @staticmethod
-    def _measured(z: torch.Tensor, codes: torch.Tensor, n_groups: int) -> torch.Tensor:
-        """``(n_groups, n_genes)`` bool: group ``g`` has an observed value of the gene among the rows ``z``."""
-        counts = torch.zeros(n_groups, z.shape[1], device=z.device)
-        counts.index_add_(0, codes.to(z.device).long(), (~torch.isnan(z)).float())
-        return counts > 0
-
-    def _pick_gap(self, z: torch.Tensor, val: torch.Tensor, codes: torch.Tensor, val_codes: torch.Tensor,
-                  lams: list[float], generator, most: int) -> None:
-        """Pick the gap penalty with blocks hidden (see :meth:`fit`); leaves the factors of that EM (a warm start).
-
-        Sets :attr:`group_measured` and :attr:`log_lam_gap`, or leaves them empty (and the factors set from ``z``)
-        where there are no gaps or no block can be hidden and scored.
-        """
-        codes, val_codes = codes.long().to(z.device), val_codes.long().to(z.device)
-        n_groups = int(max(int(codes.max()), int(val_codes.max()) if len(val_codes) else 0)) + 1
-        measured = self._measured(z, codes, n_groups)
-        self.set_factors(z)
-        if not bool((~measured & measured.any(0)).any()):
-            return  # every group measured every gene some group did: no gap entries
-        # blocks to hide: measured by the group in its training rows, scored on its validation rows, and measured by
-        # another group too (so that the hidden gene stays measured); at most one per gene
-        scored = self._measured(val, val_codes, n_groups) & measured & (measured.sum(0) >= 2)
-        genes = torch.nonzero(scored.any(0)).squeeze(1)
-        if len(genes) == 0:
-            return
-        want = max(GAP_MIN_BLOCKS, round(GAP_PICK_FRACTION * int(scored.sum())))
-        genes = genes[torch.randperm(len(genes), generator=generator)[:want]]
-        pick = torch.rand(len(genes), n_groups, generator=generator) * scored[:, genes].T.float().cpu()
-        groups = pick.argmax(1).to(z.device)  # a random group among those that qualify, per gene
-        hide = torch.zeros(n_groups, z.shape[1], dtype=torch.bool, device=z.device)
-        hide[groups, genes] = True
-        z_h = z.masked_fill(hide[codes], float("nan"))
-        val_hide = hide[val_codes] & ~torch.isnan(val)
-        val_h = val.masked_fill(val_hide, float("nan"))
-        truth = val.masked_fill(~val_hide, float("nan"))
-        self.group_measured = measured & ~hide
-        self.set_factors(z_h)
-        self._pick_lam(val_h, lams, generator)
-        self.log_lam_gap = self.log_lam.detach().clone().reshape(1)
-        self._em(z_h, val_h, lams, generator, most, codes, gap_truth=(val_h, truth))
-        self._pick_gap_lam(val_h, truth)
-        self.group_measured = measured
-        logger.debug("linear path: gap penalty %.3g picked on %d hidden (group, gene) blocks",
-                     float(self.log_lam_gap.exp()), len(genes))
-
-    def _pick_gap_lam(self, values: torch.Tensor, truth: torch.Tensor) -> dict:
-        """Set the gap penalty to the value of :data:`GAP_LAMS` that best estimates ``truth`` (NaN: not scored) from ``values``."""
-        rows = torch.nonzero(~torch.isnan(truth).all(1)).squeeze(1)
-        values, truth = values[rows], truth[rows]
-        G = values.shape[1]
-        step = max(1, FILL_VALUES // max(1, self.rank * G))
-        factors = self.factors.float()
-        eye = torch.eye(self.rank, dtype=factors.dtype, device=factors.device)
-        sse = dict.fromkeys(GAP_LAMS, 0.0)
-        for i in range(0, len(values), step):  # each chunk's systems once, solved for every penalty
-            x = values[i : i + step]
-            zs = factors.unsqueeze(0) * (~torch.isnan(x)).unsqueeze(1)  # (B, P, G)
-            gram, rhs = zs @ zs.transpose(1, 2), zs @ torch.nan_to_num(x).unsqueeze(-1)
-            t = truth[i : i + step]
-            o = ~torch.isnan(t)
-            for lam in GAP_LAMS:
-                h = torch.cholesky_solve(rhs, torch.linalg.cholesky(gram + lam * eye)).squeeze(-1)
-                sse[lam] += float(((h @ factors - torch.nan_to_num(t)) ** 2)[o].sum())
-        scores = {lam: v / max(1, int((~torch.isnan(truth)).sum())) for lam, v in sse.items()}
-        self.log_lam_gap = torch.tensor([math.log(min(scores, key=scores.get))], device=self.factors.device)
-        return scores
-
-    @property
-    def lam_gap(self) -> float | None:
-        """The penalty of gap entries (see :meth:`fit`), None where there is none."""
-        return float(self.log_lam_gap.exp()[0]) if len(self.log_lam_gap) else None
-
-    def gaps(self, missing: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor | None:
-        """Which missing entries (``(B, n_genes)`` bool) are gaps: genes the row's group (``codes``, ``(B,)``) never measured in the fitted rows but another group did.
-
-        None without a gap penalty or ``codes``; codes of groups the fit did not see have no gaps.
-        """
-        if codes is None or self.lam_gap is None:
-            return None
-        codes = codes.long().to(missing.device)
-        known = (codes >= 0) & (codes < len(self.group_measured))
-        gap = ~self.group_measured & self.group_measured.any(0)
-        return missing & gap[codes.clamp(0, len(gap) - 1)] & known.unsqueeze(1)
-
-    def gap_latent(self, z: torch.Tensor, codes: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The gap entries of rows ``z`` (every gene, NaN = missing) and their latent at the gap penalty.
-
-        Returns ``(gaps, latent)`` (``(B, n_genes)`` bool, ``(B, rank)``; :meth:`estimate` of the latent at a
-        gap entry replaces the estimate of :meth:`latent`'s), or None where no row has a gap entry.
-        """
-        gaps = self.gaps(torch.isnan(z), codes)
-        if gaps is None or not bool(gaps.any()):
-            return None
-        genes = torch.arange(z.shape[1], device=z.device)
-        return gaps, self.latent(genes.expand(len(z), -1), z, lam=self.lam_gap)
-
     def _pick_table(self, val: torch.Tensor, lams: list[float], generator) -> None:
         """Pick the penalty for each of :data:`PICK_SIZES` inputs (and half the genes) and keep the table."""
         G = val.shape[1]
@@ -390,13 +289,25 @@ class GaussianLinearPath(nn.Module):
         order = torch.rand(val.shape, generator=generator).argsort(1)
         n_in = G // 2 if n_inputs is None else min(int(n_inputs), G // 2)
         gi, gt = order[:, :n_in], order[:, G // 2 :]
-        xi, xt = val.gather(1, gi), val.gather(1, gt)
-        obs = ~torch.isnan(xt)
-        step = max(1, FILL_VALUES // max(1, self.rank * G))
+        sse, n = self._sse_by_penalty(gi, val.gather(1, gi), gt, val.gather(1, gt), lams)
+        scores = {lam: v / max(1, n) for lam, v in sse.items()}
+        self.log_lam.fill_(math.log(min(scores, key=scores.get)))
+        return scores
+
+    def _sse_by_penalty(self, gi: torch.Tensor, xi: torch.Tensor, gt: torch.Tensor, xt: torch.Tensor,
+                        lams) -> tuple[dict, int]:
+        """Squared error of estimating ``xt`` at genes ``gt`` from ``xi`` at genes ``gi``, for each penalty of ``lams``.
+
+        All four are ``(B, .)``; NaN in ``xi`` is missing, in ``xt`` not scored. Returns the sums by penalty and
+        the number of scored values. In row chunks of bounded memory, each chunk's systems built once for all
+        penalties.
+        """
+        step = max(1, FILL_VALUES // max(1, self.rank * self.factors.shape[1]))
         factors = self.factors.float()
         eye = torch.eye(self.rank, dtype=factors.dtype, device=factors.device)
+        obs = ~torch.isnan(xt)
         sse = dict.fromkeys(lams, 0.0)
-        for i in range(0, len(val), step):  # each chunk's systems once, solved for every penalty
+        for i in range(0, len(xi), step):
             x = xi[i : i + step]
             zs = factors[:, gi[i : i + step]].permute(1, 0, 2) * (~torch.isnan(x)).unsqueeze(1)  # (B, P, N)
             gram, rhs = zs @ zs.transpose(1, 2), zs @ torch.nan_to_num(x).unsqueeze(-1)
@@ -405,9 +316,7 @@ class GaussianLinearPath(nn.Module):
             for lam in lams:
                 h = torch.cholesky_solve(rhs, torch.linalg.cholesky(gram + lam * eye)).squeeze(-1)
                 sse[lam] += float(((torch.einsum("bp,bpm->bm", h, zt) - t) ** 2)[o].sum())
-        scores = {lam: v / max(1, int(obs.sum())) for lam, v in sse.items()}
-        self.log_lam.fill_(math.log(min(scores, key=scores.get)))
-        return scores
+        return sse, int(obs.sum())
 
     @torch.no_grad()
     def fill(self, z: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
