@@ -89,14 +89,15 @@ class GexBERTFiller:
         linear path on ``X``'s values, so that the final fill uses every observed value, as the classic
         imputers do.
         """
+        n_missing = int(np.isnan(X).sum())
         if self.model is None:
             self._train(X)
-            self._trained_missing = int(np.isnan(X).sum())
+            self._trained_missing = n_missing
         model = self.model
         a = matrix_adata(X, self.adata, model.layer, model.batch_key)
-        if self._trained_missing > int(np.isnan(X).sum()):
+        if self._trained_missing > n_missing:
             model.refit_linear_path(a)
-            self._trained_missing = int(np.isnan(X).sum())
+            self._trained_missing = n_missing
         n_repeats = self.n_repeats
         if n_repeats is None and model.module.linear is not None:
             n_repeats = 1  # the linear path reads every observed gene; more network subsets change little
