@@ -302,10 +302,18 @@ def test_trained_model_saves_loads_and_trains_on(small_adata, tmp_path):
 
 
 def test_untrained_model_warns(small_adata):
-    model = tiny_model(small_adata)
+    model = gb.GexBERT(small_adata, random_state=0, **{**TINY, "linear_path": "none"})
     assert not model.is_trained
-    with pytest.warns(UserWarning, match="has not been trained"):
+    with pytest.warns(UserWarning, match="has not been trained: its outputs are random"):
         model.embed(small_adata)
+    # with a linear path, the untrained model restores with it alone (the network's head starts at zero)
+    linear = gb.GexBERT(small_adata, random_state=0, **{**TINY, "linear_path": "fixed"})
+    with pytest.warns(UserWarning, match="has not been trained: its restored and imputed values are the linear path"):
+        restored = linear.restore(small_adata, genes=list(small_adata.var_names[:3]))
+    truth = np.asarray(small_adata[:, :3].X, dtype=float)
+    ok = ~np.isnan(truth)
+    mean = np.nanmean(truth, axis=0)
+    assert np.sqrt(np.mean((restored - truth)[ok] ** 2)) < 0.9 * np.sqrt(np.mean((mean - truth)[ok] ** 2))
 
 
 def test_random_state_none_and_bad_device(small_adata):

@@ -106,6 +106,8 @@ class GexBERTConfig:
         Samples per optimisation step.
     lr, weight_decay
         AdamW settings. The learning rate warms up linearly, then decays on a cosine to 10%.
+    warmup_steps
+        Steps of the linear warm-up at the start of each phase (at most a tenth of the phase's steps).
     phase1_epochs, phase2_epochs
         Maximum epochs of phase 1 (restore the input genes) and phase 2 (restore other genes)
         (paper: 10,000 and 1,500).
@@ -138,6 +140,7 @@ class GexBERTConfig:
     batch_size: int = 32
     lr: float = 5e-3
     weight_decay: float = 0.01
+    warmup_steps: int = 50
     phase1_epochs: int = 15
     phase2_epochs: int = 25
     patience: int = 8
@@ -147,7 +150,7 @@ class GexBERTConfig:
     def validate(self) -> GexBERTConfig:
         """Raise ``ValueError`` naming the first setting that is out of range."""
         positive = ["d_model", "n_layers", "n_heads", "d_ff", "n_input", "n_target", "batch_size", "patience",
-                    "min_steps_per_epoch", "linear_rank"]
+                    "min_steps_per_epoch", "linear_rank", "warmup_steps"]
         for name in positive:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -27,8 +27,11 @@ class PredictMixin:
         adata = self._data(adata)
         align = self._check_compatible(adata, warn=adata is not self.adata)
         if not self.is_trained:
-            warnings.warn("this GexBERT has not been trained: its outputs are random. Call model.train() first, or "
-                          "load a trained model with GexBERT.load(path, adata)", UserWarning, stacklevel=3)
+            what = ("its outputs are random" if self.module.linear is None else
+                    "its restored and imputed values are the linear path's estimates alone (the network's "
+                    "correction starts at zero), and the summary part of its embeddings is random")
+            warnings.warn(f"this GexBERT has not been trained: {what}. Call model.train() first, or load a trained "
+                          "model with GexBERT.load(path, adata)", UserWarning, stacklevel=3)
         n_input = self.config.n_input if n_input is None else int(n_input)
         if n_input < 1:
             raise ValueError(f"n_input must be >= 1, got {n_input}")
