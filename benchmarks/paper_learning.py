@@ -2,7 +2,8 @@
 
 The paper's network (hard value bins, no summary readout, no linear path) is trained on a benchmark cohort
 (``load_cohort`` of the imputation harness: z-scores, at most 2,000 genes) with the model's own validation
-split, once per learning rate, warm-up and seed, on the same data and split. Every epoch records the
+split, once per learning rate, warm-up, scaffold (``scaffold_epochs``: a temporary summary readout that fades
+out, so the trained network is the paper's) and seed, on the same data and split. Every epoch records the
 validation MSE restoring genes that were not in the input (``val_other``) and that of predicting the
 training mean (``val_mean``). A run *leaves the mean* at the first epoch where ``val_other`` falls below
 0.97 of ``val_mean``.
@@ -11,8 +12,10 @@ training mean (``val_mean``). A run *leaves the mean* at the first epoch where `
 (``--set n_input=64 n_target=64``, or fewer layers) is what fits in minutes, and the table says which
 settings ran. The full preset is for a GPU (issue 16)::
 
-    python benchmarks/paper_learning.py --cohorts nki --lrs 1e-4 2e-3 --epochs 2 78 --set n_input=64 n_target=64
-    python benchmarks/paper_learning.py --device cuda --cohorts nki ovarian --lrs 1e-4 1e-3 2e-3 --epochs 10 200
+    python benchmarks/paper_learning.py --cohorts nki --lrs 2e-3 --scaffolds 0 10 --seeds 0 1 --epochs 2 78 \
+        --set n_input=64 n_target=64 n_layers=2 d_model=64 n_heads=4 d_ff=128
+    python benchmarks/paper_learning.py --device cuda --cohorts nki ovarian --lrs 1e-4 5e-4 --scaffolds 0 10 \
+        --epochs 10 200
 
 Writes ``benchmarks/results/<out>.json`` and ``.md`` (``--out``, default ``paper_learning``).
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -68,24 +72,36 @@ class _Echo(list):
               f"val_other {rec['val_other']:.4f} (mean {rec['val_mean']:.4f}), lr {rec['lr']:.2g}", flush=True)
 
 
-def run_one(cohort: str, lr: float, warmup: int, seed: int, epochs: tuple[int, int], sets: dict, device: str) -> dict:
+def run_one(cohort: str, lr: float, warmup: int, scaffold: int, seed: int, epochs: tuple[int, int], sets: dict,
+            device: str) -> dict:
     """Train the paper preset once and summarise its learning curve."""
     a = load_cohort(cohort)
-    model = gb.GexBERT(a, config="paper", random_state=seed, lr=lr, warmup_steps=warmup,
+    model = gb.GexBERT(a, config="paper", random_state=seed, lr=lr, warmup_steps=warmup, scaffold_epochs=scaffold,
                        phase1_epochs=epochs[0], phase2_epochs=epochs[1], **sets)
-    tag = f"[{cohort} lr {lr:g} warm-up {warmup} seed {seed}]"
+    tag = f"[{cohort} lr {lr:g} warm-up {warmup} scaffold {scaffold} seed {seed}]"
     model.history = _Echo(tag)
     t = time.perf_counter()
     model.train(progress=False, device=device)
     seconds = time.perf_counter() - t
-    curve = [{k: rec[k] for k in ("phase", "epoch", "train_loss", "lr", "val_same", "val_other", "val_mean")}
-             for rec in model.history]
-    ratios = [r["val_other"] / r["val_mean"] for r in curve]
-    left = next((r["epoch"] for r, q in zip(curve, ratios, strict=True) if q < LEFT_MEAN), None)
+    keys = ("phase", "epoch", "train_loss", "lr", "val_same", "val_other", "val_mean")
+    curve = [{**{k: rec[k] for k in keys}, "scaffold": rec.get("scaffold", 0.0)} for rec in model.history]
     steps_per_epoch = max(model.config.min_steps_per_epoch, -(-len(model.training_rows) // model.config.batch_size))
-    return {"cohort": cohort, "lr": lr, "warmup_steps": warmup, "seed": seed, "epochs": len(curve),
-            "steps_per_epoch": steps_per_epoch, "left_mean_epoch": left, "best_ratio": min(ratios),
-            "final_ratio": ratios[-1], "seconds": seconds, "settings": sets, "curve": curve}
+    return {"cohort": cohort, "lr": lr, "warmup_steps": warmup, "scaffold_epochs": scaffold, "seed": seed,
+            "steps_per_epoch": steps_per_epoch, "seconds": seconds, "settings": sets, "curve": curve}
+
+
+def summarise(row: dict) -> dict:
+    """Epochs run, the first epoch below :data:`LEFT_MEAN` of the mean, and the best and final ratios.
+
+    Best and final count epochs without the scaffold only (the network as configured; what early stopping keeps).
+    """
+    curve = row["curve"]
+    ratio = [r["val_other"] / r["val_mean"] for r in curve]
+    weight = [r.get("scaffold", gb.train.scaffold_factor(r["epoch"], row["scaffold_epochs"])) for r in curve]
+    plain = [q for w, q in zip(weight, ratio, strict=True) if not w]
+    left = next((r["epoch"] for r, q in zip(curve, ratio, strict=True) if q < LEFT_MEAN), None)
+    return {"epochs": len(curve), "left_mean_epoch": left, "best_ratio": min(plain) if plain else math.nan,
+            "final_ratio": ratio[-1]}
 
 
 def render(rows: list[dict], command: str, threads: str) -> str:
@@ -95,13 +111,15 @@ def render(rows: list[dict], command: str, threads: str) -> str:
              "The `\"paper\"` preset (bins, no summary readout, no linear path) with the settings shown; validation "
              "MSE restoring genes not in the input, as a ratio to predicting the training mean (lower is better). "
              f"*Left the mean*: the first epoch below {LEFT_MEAN} of the mean (steps = epoch x steps per epoch); "
-             "`-`: never.", "",
-             "| cohort | settings | lr | warm-up | seed | epochs x steps | left the mean (epoch) | best ratio | final ratio | s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "`-`: never. *Best* and *final*: epochs without the scaffold only (the network as configured, what "
+             "early stopping keeps); with `scaffold_epochs` S the scaffold is gone from epoch 4S on.", "",
+             "| cohort | settings | lr | warm-up | scaffold | seed | epochs x steps | left the mean (epoch) | best | final | s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        r = {**r, **summarise(r)}
         sets = " ".join(f"{k}={v}" for k, v in r["settings"].items()) or "preset"
         left = "-" if r["left_mean_epoch"] is None else str(r["left_mean_epoch"])
-        lines.append(f"| {r['cohort']} | {sets} | {r['lr']:g} | {r['warmup_steps']} | {r['seed']} | "
+        lines.append(f"| {r['cohort']} | {sets} | {r['lr']:g} | {r['warmup_steps']} | {r['scaffold_epochs']} | {r['seed']} | "
                      f"{r['epochs']} x {r['steps_per_epoch']} | {left} | {r['best_ratio']:.3f} | "
                      f"{r['final_ratio']:.3f} | {r['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
@@ -113,19 +131,26 @@ def main() -> None:
     ap.add_argument("--cohorts", nargs="+", default=["nki"])
     ap.add_argument("--lrs", nargs="+", type=float, default=[1e-4, 2e-3])
     ap.add_argument("--warmups", nargs="+", type=int, default=[50])
+    ap.add_argument("--scaffolds", nargs="+", type=int, default=[0, 10], help="scaffold_epochs values")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--epochs", nargs=2, type=int, default=[2, 78], metavar=("PHASE1", "PHASE2"))
     ap.add_argument("--set", nargs="*", default=[], dest="sets", help="other settings, key=value")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="paper_learning")
+    ap.add_argument("--render", type=Path, help="only write the Markdown of an earlier run's JSON")
     args = ap.parse_args()
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        args.render.with_suffix(".md").write_text(render(saved["rows"], saved["command"], saved["threads"]))
+        return
     sets = parse_sets(args.sets)
     rows = []
     for cohort in args.cohorts:
         for lr in args.lrs:
             for warmup in args.warmups:
-                for seed in args.seeds:
-                    rows.append(run_one(cohort, lr, warmup, seed, tuple(args.epochs), sets, args.device))
+                for scaffold in args.scaffolds:
+                    for seed in args.seeds:
+                        rows.append(run_one(cohort, lr, warmup, scaffold, seed, tuple(args.epochs), sets, args.device))
     command = "python benchmarks/paper_learning.py " + " ".join(sys.argv[1:])
     threads = os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads()))
     out = OUT / args.out

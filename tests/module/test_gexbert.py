@@ -251,3 +251,68 @@ def test_linear_path_leave_one_out_equals_ridge_without_the_row():
     assert torch.allclose(lp.estimate(lp.latent(S[None], x.float(), torch.tensor([0])), T[None]), full)
     assert torch.allclose(lp.estimate(lp.latent(S[None], x.float(), torch.tensor([19])), T[None]), full)
     assert not torch.allclose(got.float(), full, atol=1e-3)
+
+
+def _scaffolded_pair(seed=0):
+    """A scaffolded network (trained-looking readout) and the same network without a readout."""
+    kw = dict(n_genes=30, d_model=16, n_layers=2, n_heads=2, d_ff=32, n_levels=8, value_encoding="binned",
+              summary_readout=False)
+    torch.manual_seed(seed)
+    scaf = GexBERTModule(**kw, scaffold_epochs=3)
+    with torch.no_grad():
+        scaf.readout.weight.normal_()  # as if the scaffold had been trained
+    plain = GexBERTModule(**kw)
+    plain.load_state_dict({k: v for k, v in scaf.state_dict().items() if not k.startswith(("readout", "readout_scale"))})
+    return scaf, plain
+
+
+def test_scaffold_readout_at_weight_zero_is_the_network_without_a_readout():
+    scaf, plain = _scaffolded_pair()
+    assert scaf.is_scaffolded and not plain.is_scaffolded and plain.readout is None
+    g = torch.randint(0, 30, (5, 12))
+    v = torch.randn(5, 12)
+    t = torch.randint(0, 30, (5, 7))
+    scaf.eval(), plain.eval()
+    with torch.no_grad():
+        full = scaf(g, v, t)
+        scaf.set_readout_scale(0.25)
+        quarter = scaf(g, v, t)
+        scaf.set_readout_scale(0.0)
+        off = scaf(g, v, t)
+        ref = plain(g, v, t)
+    assert torch.equal(off, ref)
+    readout = full - ref
+    assert readout.abs().mean() > 0.1  # the scaffold term is there at full weight...
+    torch.testing.assert_close(quarter - ref, 0.25 * readout, rtol=1e-4, atol=1e-5)  # ...and scales linearly
+    # the weight is part of the state, so a saved and loaded network restores the same way
+    again, _ = _scaffolded_pair(seed=1)
+    again.load_state_dict(scaf.state_dict())
+    with torch.no_grad():
+        assert torch.equal(again.eval()(g, v, t), ref)
+    plain.set_readout_scale(1.0)  # no scaffold: a no-op
+    with torch.no_grad():
+        assert torch.equal(plain(g, v, t), ref)
+
+
+def test_scaffold_readout_is_frozen_while_it_fades_but_still_teaches_the_encoder():
+    scaf, _ = _scaffolded_pair()
+    g = torch.randint(0, 30, (4, 10))
+    v = torch.randn(4, 10)
+    t = torch.randint(0, 30, (4, 6))
+
+    def grads(scale):
+        scaf.zero_grad(set_to_none=False)
+        scaf.set_readout_scale(scale)
+        scaf(g, v, t).pow(2).sum().backward()
+        return scaf.readout.weight.grad.abs().sum().item(), scaf.cls.grad.abs().sum().item()
+
+    full_readout, _ = grads(1.0)
+    fading_readout, fading_encoder = grads(0.5)
+    assert full_readout > 0  # at full weight the scaffold learns...
+    assert fading_readout == 0.0  # ...while it fades it cannot grow back what it loses
+    assert fading_encoder > 0
+    # the frozen readout's part of the encoder's gradient: compare with a network whose readout term is gone
+    scaf.zero_grad(set_to_none=False)
+    scaf.set_readout_scale(0.0)
+    scaf(g, v, t).pow(2).sum().backward()
+    assert scaf.cls.grad.abs().sum().item() != pytest.approx(fading_encoder)

@@ -41,6 +41,11 @@ class GexBERTModule(nn.Module):
         with the network. The head starts at zero, so an untrained network outputs the linear estimate.
     linear_rank
         Number of factors of the linear path.
+    scaffold_epochs
+        With ``summary_readout=False``, a value above 0 adds the readout as a temporary *scaffold*: its term
+        is multiplied by ``readout_scale`` (a buffer, 1 at the start), which the trainer lowers to 0 over
+        training (:func:`~gexbert_sc.train.scaffold_factor`). At 0 the output is exactly that of the network
+        without a readout, whose decoder alone otherwise stalls at the mean for thousands of steps.
     """
 
     def __init__(
@@ -57,6 +62,7 @@ class GexBERTModule(nn.Module):
         activation: str = "gelu",
         linear_path: str = "none",
         linear_rank: int = 256,
+        scaffold_epochs: int = 0,
     ):
         super().__init__()
         if linear_path not in LINEAR_PATHS:
@@ -69,9 +75,12 @@ class GexBERTModule(nn.Module):
         self.dec_norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, 1)
         self.readout = None
-        if summary_readout:
+        if summary_readout or scaffold_epochs > 0:
             self.readout = nn.Embedding(n_genes, d_model)
             nn.init.zeros_(self.readout.weight)
+        if scaffold_epochs > 0 and not summary_readout:
+            self.register_buffer("readout_scale", torch.ones(()))
+            self.register_buffer("readout_grad", torch.ones(()))  # 0 once the scaffold fades: frozen
         self.linear = None
         if linear_path != "none":
             self.linear = GaussianLinearPath(n_genes, linear_rank, learn=linear_path == "learned")
@@ -80,12 +89,28 @@ class GexBERTModule(nn.Module):
 
     #: Settings :meth:`from_config` reads from a config (any object with these attributes).
     CONFIG_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "n_levels", "value_encoding", "dropout",
-                     "summary_readout", "activation", "linear_path", "linear_rank")
+                     "summary_readout", "activation", "linear_path", "linear_rank", "scaffold_epochs")
 
     @classmethod
     def from_config(cls, config, n_genes: int) -> GexBERTModule:
         """Build the network for ``n_genes`` from a config's :data:`CONFIG_FIELDS` (e.g. a :class:`~gexbert_sc.GexBERTConfig`; this package's only place that maps settings to the network)."""
         return cls(n_genes=n_genes, **{name: getattr(config, name) for name in cls.CONFIG_FIELDS})
+
+    @property
+    def is_scaffolded(self) -> bool:
+        """Whether the readout is a temporary scaffold (``scaffold_epochs`` without ``summary_readout``)."""
+        return hasattr(self, "readout_scale")
+
+    @torch.no_grad()
+    def set_readout_scale(self, value: float) -> None:
+        """Set the scaffold readout's weight (1: full, 0: the network without a readout); no-op without a scaffold.
+
+        Below 1 the readout's own weights get no gradient (they are frozen while the scaffold fades), so they
+        cannot grow to make up for the falling weight; the summary still gets the term's gradient.
+        """
+        if self.is_scaffolded:
+            self.readout_scale.fill_(float(value))
+            self.readout_grad.fill_(1.0 if value >= 1 else 0.0)
 
     @property
     def state_dim(self) -> int:
@@ -181,7 +206,11 @@ class GexBERTModule(nn.Module):
             s, g = layer(s, g)
         out = self.head(self.dec_norm(g)).squeeze(-1)
         if self.readout is not None:
-            out = out + torch.einsum("bd,bmd->bm", summary, self.readout(genes).to(summary.dtype))
+            r = self.readout(genes).to(summary.dtype)
+            if self.is_scaffolded:  # the gradient to the readout's weights times readout_grad (0: frozen)
+                r = r.detach() + (r - r.detach()) * self.readout_grad.to(r.dtype)
+            term = torch.einsum("bd,bmd->bm", summary, r)
+            out = out + (term * self.readout_scale.to(term.dtype) if self.is_scaffolded else term)
         if self.linear is not None:
             with torch.autocast(genes.device.type, enabled=False):
                 out = out.float() + self.linear.estimate(state[:, self.d_model :], genes)

@@ -8,7 +8,7 @@ Resuming from a checkpoint that is damaged or was written for other data or sett
 from ._checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save_checkpoint
 from ._distributed import dist_info, init_distributed, resolve_device
 from ._sampling import draw_input_size, observed_first_subsets, phase_sizes, sample_genes, sample_observed_genes
-from ._schedule import EarlyStopping, lr_factor
+from ._schedule import EarlyStopping, lr_factor, scaffold_factor
 from ._seeding import check_random_state, derive_seed
 from ._step import autocast, make_optimizer, micro_batch_size, run_step, step_passes, tokens_per_pass, train_step
 from ._trainer import Trainer, TrainPlan
@@ -30,6 +30,7 @@ __all__ = [
     "init_distributed",
     "load_checkpoint",
     "lr_factor",
+    "scaffold_factor",
     "make_optimizer",
     "micro_batch_size",
     "observed_first_subsets",

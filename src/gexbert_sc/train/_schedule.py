@@ -18,6 +18,13 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
+def scaffold_factor(epoch: int, scaffold_epochs: int) -> float:
+    """Weight of the scaffold readout in training epoch ``epoch`` (0-based, counted over both phases): 1 for the first ``scaffold_epochs`` epochs, then falling linearly to 0 at epoch ``4 * scaffold_epochs``; 0 without a scaffold."""
+    if scaffold_epochs <= 0:
+        return 0.0
+    return min(1.0, max(0.0, (4 * scaffold_epochs - epoch) / (3 * scaffold_epochs)))
+
+
 @dataclass
 class EarlyStopping:
     """Tracks one phase's validation loss: the best value, its weights, and epochs without improvement."""

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ._checkpoint import CHECKPOINT_FILE, CheckpointError, load_checkpoint, save
 from ._compile import CompiledStep, compile_network
 from ._distributed import all_reduce_sum, dist_info, wrap
 from ._sampling import draw_input_size
-from ._schedule import EarlyStopping, lr_factor
+from ._schedule import EarlyStopping, lr_factor, scaffold_factor
 from ._seeding import derive_seed
 from ._step import make_optimizer, micro_batch_size, run_step
 from ._validation import RowFetcher, ValidationSet, evaluate
@@ -55,6 +56,7 @@ class TrainPlan:
     patience: int
     min_delta: float = 1e-4
     warmup_steps: int = 50
+    scaffold_epochs: int = 0
     grad_clip: float = 1.0
     min_steps_per_epoch: int = 25
     micro_batch: int | None = None
@@ -225,6 +227,12 @@ class Trainer:
                 self._run_phase(train_rows, passes, vs, bar)
         finally:
             bar.close()
+        if self.module.is_scaffolded and float(self.module.readout_scale) > 0:
+            warnings.warn(
+                f"training ended before the scaffold readout faded out (weight {float(self.module.readout_scale):.2f}): "
+                f"scaffold_epochs={p.scaffold_epochs} needs {4 * p.scaffold_epochs} epochs in all. The model works "
+                "(the readout stays at that weight), but it is not the network without a readout; train on, or "
+                "lower scaffold_epochs", UserWarning, stacklevel=2)
         return self.history
 
     def _run_phase(self, train_rows, passes, vs, bar) -> None:
@@ -233,13 +241,18 @@ class Trainer:
         key = "val_same" if phase == 1 else "val_other"
         bar.set_description(f"GexBERT phase {phase}")
         stop = self.epoch_in_phase >= max_epochs
-        if vs is not None and not stop and self.epoch_in_phase == 0 and getattr(self.module, "linear", None) is not None:
+        scaffold = lambda: scaffold_factor(len(self.history), self.plan.scaffold_epochs)
+        self.module.set_readout_scale(scaffold())
+        if (vs is not None and not stop and self.epoch_in_phase == 0 and getattr(self.module, "linear", None) is not None
+                and not scaffold()):
             # with a linear path the weights a phase starts from (at first: the linear estimate alone) are a
             # candidate too, so training cannot end worse on the validation rows than where it began
             eval_batch = self.micro if self.micro < self.plan.batch_size else max(self.plan.batch_size, 64)
             self.stopper.update(evaluate(self.module, self.fetch, vs, eval_batch, self.device)[key], self.module)
             self.stopper.bad = 0
         while not stop:
+            weight = scaffold()  # the scaffold readout's weight in this epoch
+            self.module.set_readout_scale(weight)
             rec = self._run_epoch(train_rows, passes, phase, max_epochs)
             if vs is not None:
                 eval_batch = self.micro if self.micro < self.plan.batch_size else max(self.plan.batch_size, 64)
@@ -247,11 +260,14 @@ class Trainer:
             else:
                 rec.update({"val_same": math.nan, "val_other": math.nan, "val_mean": math.nan})
             rec["seconds"] = time.perf_counter() - rec.pop("_t0")
+            if self.plan.scaffold_epochs:
+                rec["scaffold"] = weight
             self.history.append(rec)
             self.epoch_in_phase += 1
             bar.update(1)
             bar.set_postfix(train=f"{rec['train_loss']:.3f}", val=f"{rec[key]:.3f}")
-            if vs is not None and self.stopper.update(rec[key], self.module):
+            # epochs that leaned on the scaffold neither count as best nor against patience
+            if vs is not None and not weight and self.stopper.update(rec[key], self.module):
                 logger.info("phase %d stopped early after %d epochs (best %s %.4f)",
                             phase, self.epoch_in_phase, key, self.stopper.best)
                 bar.update(max_epochs - self.epoch_in_phase)
