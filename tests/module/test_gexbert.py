@@ -255,8 +255,8 @@ def test_linear_path_leave_one_out_equals_ridge_without_the_row():
 
 def _scaffolded_pair(seed=0):
     """A scaffolded network (trained-looking readout) and the same network without a readout."""
-    kw = dict(n_genes=30, d_model=16, n_layers=2, n_heads=2, d_ff=32, n_levels=8, value_encoding="binned",
-              summary_readout=False)
+    kw = {"n_genes": 30, "d_model": 16, "n_layers": 2, "n_heads": 2, "d_ff": 32, "n_levels": 8,
+          "value_encoding": "binned", "summary_readout": False}
     torch.manual_seed(seed)
     scaf = GexBERTModule(**kw, scaffold_epochs=3)
     with torch.no_grad():
