@@ -80,7 +80,6 @@ class GexBERTModule(nn.Module):
             nn.init.zeros_(self.readout.weight)
         if scaffold_epochs > 0 and not summary_readout:
             self.register_buffer("readout_scale", torch.ones(()))
-            self.register_buffer("readout_grad", torch.ones(()))  # 0 once the scaffold fades: frozen
         self.linear = None
         if linear_path != "none":
             self.linear = GaussianLinearPath(n_genes, linear_rank, learn=linear_path == "learned")
@@ -110,7 +109,6 @@ class GexBERTModule(nn.Module):
         """
         if self.is_scaffolded:
             self.readout_scale.fill_(float(value))
-            self.readout_grad.fill_(1.0 if value >= 1 else 0.0)
 
     @property
     def state_dim(self) -> int:
@@ -207,8 +205,8 @@ class GexBERTModule(nn.Module):
         out = self.head(self.dec_norm(g)).squeeze(-1)
         if self.readout is not None:
             r = self.readout(genes).to(summary.dtype)
-            if self.is_scaffolded:  # the gradient to the readout's weights times readout_grad (0: frozen)
-                r = r.detach() + (r - r.detach()) * self.readout_grad.to(r.dtype)
+            if self.is_scaffolded:  # below full weight the readout's weights get no gradient: frozen
+                r = r.detach() + (r - r.detach()) * (self.readout_scale >= 1).to(r.dtype)
             term = torch.einsum("bd,bmd->bm", summary, r)
             out = out + (term * self.readout_scale.to(term.dtype) if self.is_scaffolded else term)
         if self.linear is not None:
