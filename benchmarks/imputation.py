@@ -92,6 +92,7 @@ GEXBERT_VARIANTS = {
     "none_nmin32": {"linear_path": "none", "n_input_min": 32},
     "none_wide128": {"linear_path": "none", "d_model": 128, "d_ff": 256},  # a wider network alone
     "paper": {"config": "paper"},  # the paper's architecture (no linear path)
+    "gpu": {"config": "gpu"},  # the GPU preset (wider, batch 256), for a run on a GPU
 }
 VARIANT_LABELS = tuple(f"gexbert:{v}" for v in GEXBERT_VARIANTS)
 MCAR_RATES = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
@@ -892,7 +893,8 @@ def _markdown(meta: dict, imp: pd.DataFrame, rest: pd.DataFrame, speed: dict | N
          "",
          f"`{meta['command']}`",
          "",
-         f"{meta['date']} · {meta['cpu']} ({meta['cpu_count']} CPUs, shared) · torch {meta['versions']['torch']}, "
+         f"{meta['date']} · {meta['cpu']} ({meta['cpu_count']} CPUs, shared)"
+         f"{' · GexBERT trained on ' + meta['gpu'] if meta.get('gpu') else ''} · torch {meta['versions']['torch']}, "
          f"numpy {meta['versions']['numpy']}, scikit-learn {meta['versions']['scikit-learn']}, scikit-survival "
          f"{meta['versions']['scikit-survival']} · threads: OMP_NUM_THREADS={meta['threads']['OMP_NUM_THREADS']}, "
          f"torch {meta['threads']['torch']} · wall time {meta['wall_seconds'] / 60:.1f} min · load average "
@@ -1125,6 +1127,7 @@ def main(argv: Iterable[str] | None = None) -> None:
         "command": "python benchmarks/imputation.py" + ("" if not argv else " " + " ".join(argv)),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "versions": _versions(), "cpu": _cpu_name(), "cpu_count": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "threads": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"), "torch": torch.get_num_threads()},
         "load_before": os.getloadavg()[0], "args": {k: (str(v) if isinstance(v, Path) else v)
                                                    for k, v in vars(args).items()},
@@ -1149,7 +1152,8 @@ def main(argv: Iterable[str] | None = None) -> None:
 
     progress = lambda r: logger.info("  %s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                                               if k in ("cohort", "mechanism", "scenario", "rate", "seed", "panel",
-                                                       "method", "rmse_ratio", "coverage", "c_index", "seconds")})
+                                                       "method", "rmse_ratio", "coverage", "c_index", "seconds", "train_seconds",
+                                                       "epochs")})
     for name in args.cohorts:
         adata = load_cohort(name, synthetic_shape=shape)
         meta["cohorts"][name] = adata.uns["benchmark_cohort"]

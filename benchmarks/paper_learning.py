@@ -104,10 +104,10 @@ def summarise(row: dict) -> dict:
             "final_ratio": ratio[-1]}
 
 
-def render(rows: list[dict], command: str, threads: str) -> str:
+def render(rows: list[dict], command: str, threads: str, device: str = "cpu") -> str:
     """The Markdown report."""
     lines = ["# Does the paper preset leave the mean?", "",
-             f"`{command}` (threads: {threads}; see the script's docstring).", "",
+             f"`{command}` (device: {device}; threads: {threads}; see the script's docstring).", "",
              "The `\"paper\"` preset (bins, no summary readout, no linear path) with the settings shown; validation "
              "MSE restoring genes not in the input, as a ratio to predicting the training mean (lower is better). "
              f"*Left the mean*: the first epoch below {LEFT_MEAN} of the mean (steps = epoch x steps per epoch); "
@@ -141,9 +141,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.render:
         saved = json.loads(args.render.read_text())
-        args.render.with_suffix(".md").write_text(render(saved["rows"], saved["command"], saved["threads"]))
+        args.render.with_suffix(".md").write_text(render(saved["rows"], saved["command"], saved["threads"],
+                                                         saved.get("device", "cpu")))
         return
     sets = parse_sets(args.sets)
+    command = "python benchmarks/paper_learning.py " + " ".join(sys.argv[1:])
+    threads = os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
+    out = OUT / args.out
     rows = []
     for cohort in args.cohorts:
         for lr in args.lrs:
@@ -151,14 +156,12 @@ def main() -> None:
                 for scaffold in args.scaffolds:
                     for seed in args.seeds:
                         rows.append(run_one(cohort, lr, warmup, scaffold, seed, tuple(args.epochs), sets, args.device))
-    command = "python benchmarks/paper_learning.py " + " ".join(sys.argv[1:])
-    threads = os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads()))
-    out = OUT / args.out
-    out.with_suffix(".json").write_text(json.dumps({"command": command, "threads": threads, "torch": torch.__version__,
-                                                    "rows": rows}, indent=1))
-    out.with_suffix(".md").write_text(render(rows, command, threads))
-    print(render(rows, command, threads))
-
+                        # after every run, so that a run cut short leaves what it measured
+                        out.with_suffix(".json").write_text(json.dumps(
+                            {"command": command, "threads": threads, "device": device, "torch": torch.__version__,
+                             "rows": rows}, indent=1))
+                        out.with_suffix(".md").write_text(render(rows, command, threads, device))
+    print(render(rows, command, threads, device))
 
 if __name__ == "__main__":
     main()

@@ -31,7 +31,7 @@
    matmul timed in the same run, peak memory (``torch.cuda.max_memory_allocated``) and the paper's whole
    schedule (11,500 epochs over 7,431 samples) in hours, for batch 32 ... 1024, 0% and 10% missing (and
    10% missing with 5% of the rows short of n_input observed genes, the masked path), eager and compiled.
-   ``--quick`` (about 5 minutes on one H100) times fewer steps and compiles only at batch 512.
+   ``--quick`` (a few minutes on one H100) times fewer steps and compiles only at batch 512 without missing values.
    On CPU (``--device cpu --preset cpu --quick``) it runs the same loop at batch 32 and 64.
 7. (``--cpu-ab BASE_SRC``) the cpu preset's training rate with the package in BASE_SRC (e.g. the code before
    a change: ``git archive HEAD src | tar -x -C /tmp/base``) against this checkout's, alternating.
@@ -387,11 +387,13 @@ def trainer_rate(c, X: np.ndarray, batch: int, steps: int, device: torch.device,
     return out
 
 
-def grid(presets: list[str], device: torch.device, quick: bool, n_genes: int = 20_000) -> dict:
+def grid(presets: list[str], device: torch.device, quick: bool, n_genes: int = 20_000, on_run=None) -> dict:
     """Trainer rates per preset, batch size, missing share and mode (eager / compiled).
 
     Each run: samples/s, achieved TFLOP/s (of the bf16 matmul rate on CUDA), peak memory and the paper's
-    schedule in hours, per preset, batch size, missing share and mode (eager / compiled).
+    schedule in hours, per preset, batch size, missing share and mode (eager / compiled). The eager runs come
+    first and the compiled ones (slow to start) last; a run that fails is recorded with its error and the grid
+    goes on; ``on_run(res)`` is called after every run (to save what there is so far).
     """
     cuda = device.type == "cuda"
     batches = [32, 64, 128, 256, 512, 1024] if cuda else [32, 64]
@@ -400,33 +402,50 @@ def grid(presets: list[str], device: torch.device, quick: bool, n_genes: int = 2
            "torch": torch.__version__, "reference_flop_per_s": ref,
            "reference": "bf16 8192^2 matmul" if cuda else "fp32 2048^2 matmul", "runs": []}
     scenarios = [("0%", 0.0, 0.0), ("10%", 0.10, 0.0)] + ([("10% + 5% short rows", 0.10, 0.05)] if cuda else [])
-    for preset in presets:
+    steps_for = (lambda b: max(4, 1024 // b)) if quick or not cuda else (lambda b: max(8, 4096 // b))
+    n_pool = max(b * steps_for(b) for b in batches)
+    plan = []  # (preset, scenario, batch, compiled)
+    for comp in (False, True):
+        for preset in presets:
+            for name, missing, short in scenarios:
+                for batch in batches:
+                    if short and quick and batch != 512:
+                        continue
+                    if comp and not (cuda and short == 0 and (not quick or (batch == 512 and not missing))):
+                        continue
+                    plan.append((preset, (name, missing, short), batch, comp))
+    pools: dict = {}
+    for preset, (name, missing, short), batch, comp in plan:
         c = resolve_config(preset)
         flops = 3 * forward_flops(c, c.n_input, c.n_target)
-        steps_for = (lambda b: max(4, 1024 // b)) if quick or not cuda else (lambda b: max(8, 4096 // b))
-        n_pool = max(b * steps_for(b) for b in batches)
-        for name, missing, short in scenarios:
-            X = data_pool(n_pool, n_genes, missing, short, c.n_input // 2)
-            for batch in batches:
-                modes = [False]
-                if cuda and short == 0 and (not quick or batch == 512):
-                    modes.append(True)
-                if short and quick and batch != 512:
-                    continue
-                for comp in modes:
-                    r = trainer_rate(c, X, batch, steps_for(batch), device, comp)
-                    r.update(preset=preset, missing=name, mode="compiled" if comp else "eager",
-                             flop_per_s=r["samples_per_s"] * flops, fraction_of_reference=r["samples_per_s"] * flops / ref,
-                             paper_schedule_hours=PAPER_EPOCHS * PAPER_TRAIN_SAMPLES / r["samples_per_s"] / 3600)
-                    if comp and not r["compiled"]:
-                        r["mode"] = "compiled (fell back to eager)"
-                    res["runs"].append(r)
-                    print({k: v for k, v in r.items() if k != "epoch_seconds"}, flush=True)
-            del X
+        key = (name, c.n_input)
+        if key not in pools:
+            pools.clear()  # one pool at a time (4,096 x 20,000 floats)
+            pools[key] = data_pool(n_pool, n_genes, missing, short, c.n_input // 2)
+        row = {"preset": preset, "missing": name, "mode": "compiled" if comp else "eager", "batch": batch}
+        try:
+            r = trainer_rate(c, pools[key], batch, steps_for(batch), device, comp)
+        except Exception as err:  # noqa: BLE001 (recorded; the grid goes on)
+            row["error"] = f"{type(err).__name__}: {err}"[:500]
+            res["runs"].append(row)
+            print(row, flush=True)
+            if cuda:
+                torch.cuda.empty_cache()
+            if on_run is not None:
+                on_run(res)
+            continue
+        r.update(row, flop_per_s=r["samples_per_s"] * flops, fraction_of_reference=r["samples_per_s"] * flops / ref,
+                 paper_schedule_hours=PAPER_EPOCHS * PAPER_TRAIN_SAMPLES / r["samples_per_s"] / 3600)
+        if comp and not r["compiled"]:
+            r["mode"] = "compiled (fell back to eager)"
+        res["runs"].append(r)
+        print({k: v for k, v in r.items() if k != "epoch_seconds"}, flush=True)
+        if on_run is not None:
+            on_run(res)
     return res
 
 
-def write_grid(res: dict, command: str, stem: str) -> None:
+def write_grid(res: dict, command: str, stem: str, quiet: bool = False) -> None:
     """``res`` of :func:`grid` as ``{stem}.json`` and a Markdown table ``{stem}.md``."""
     (OUT / f"{stem}.json").write_text(json.dumps({**res, "command": command}, indent=1))
     ref = res["reference_flop_per_s"]
@@ -438,12 +457,17 @@ def write_grid(res: dict, command: str, stem: str) -> None:
              "| preset | missing | mode | batch | samples/s | TFLOP/s | of reference | peak memory GB | paper schedule h |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in res["runs"]:
+        if "error" in r:
+            lines.append(f"| {r['preset']} | {r['missing']} | {r['mode']} | {r['batch']} | failed: {r['error'][:120]} "
+                         "| | | | |")
+            continue
         mem = f"{r['peak_memory_gb']:.1f}" if "peak_memory_gb" in r else "-"
         lines.append(f"| {r['preset']} | {r['missing']} | {r['mode']} | {r['batch']} | {r['samples_per_s']:,.0f} | "
                      f"{r['flop_per_s'] / 1e12:.3g} | {r['fraction_of_reference']:.1%} | {mem} | "
                      f"{r['paper_schedule_hours']:,.1f} |")
     (OUT / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if not quiet:
+        print("\n".join(lines))
 
 
 AB_CHILD = """
@@ -523,7 +547,9 @@ def main() -> None:
         device = torch.device(args.device)
         command = f"python benchmarks/throughput.py --device {args.device} --preset {' '.join(args.preset)}" + (
             " --quick" if args.quick else "")
-        write_grid(grid(args.preset, device, args.quick), command, f"throughput_{device.type}")
+        stem = f"throughput_{device.type}"
+        write_grid(grid(args.preset, device, args.quick, on_run=lambda res: write_grid(res, command, stem, quiet=True)),
+                   command, stem)
         return
     if args.activation_ab:
         activation_ab(args.activation_ab)

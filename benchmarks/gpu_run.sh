@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The GPU measurements of issues 16 and 11 in one run of at most BUDGET seconds (default 570), for a GPU lent
+# for a few minutes. Each part gets a time limit and leaves what it measured even when cut short; a failing
+# part does not stop the next one. Everything lands in OUT_DIR (default benchmarks/results):
+#   gpu_run.log                    all output, with each part's exit status and seconds
+#   cuda_check.json                fit / impute / save / load / train on, on CUDA, checked against the CPU
+#   throughput_cuda.{json,md}      the paper preset's training rate, batch 32-1024, 0% / 10% missing, compiled
+#   presets_cuda.{json,md}         restoration, "cpu" vs "gpu" preset trained on the GPU, with ridge and mean
+#   paper_learning_cuda.{json,md}  the paper preset at full size on NKI, with and without the scaffold
+# Usage: bash benchmarks/gpu_run.sh [OUT_DIR] [BUDGET]
+set -u
+out=${1:-benchmarks/results}
+budget=${2:-570}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+log="$out/gpu_run.log"
+here=$(cd "$(dirname "$0")" && pwd)
+py=${PYTHON:-python3}
+
+part() {  # part CAP command...: runs with at most CAP seconds, less if the budget runs out first
+  local cap=$1 left=$((budget - SECONDS - 10)) t=$SECONDS rc
+  shift
+  ((left < cap)) && cap=$left
+  if ((cap < 20)); then echo "== skipped (budget spent): $*" | tee -a "$log"; return; fi
+  echo "== $* (at most ${cap} s, at ${SECONDS} s)" | tee -a "$log"
+  timeout -k 10 "$cap" "$@" >>"$log" 2>&1
+  rc=$?
+  echo "== exit $rc after $((SECONDS - t)) s" | tee -a "$log"
+}
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  "$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"; } >>"$log" 2>&1
+part 100 "$py" "$here/cuda_check.py" --out "$out"
+part 200 "$py" "$here/throughput.py" --device cuda --preset paper --quick
+cp "$here"/results/throughput_cuda.* "$out"/ 2>/dev/null
+part 230 "$py" "$here/imputation.py" --cohorts tcga_skcm nki --seeds 0 --parts restoration \
+  --restore-methods mean ridge gexbert gexbert:gpu --out "$out/presets_cuda"
+part 200 "$py" "$here/paper_learning.py" --device cuda --cohorts nki --lrs 5e-4 --scaffolds 10 0 --epochs 5 55 \
+  --out paper_learning_cuda
+cp "$here"/results/paper_learning_cuda.* "$out"/ 2>/dev/null
+echo "== done at ${SECONDS} s" | tee -a "$log"
