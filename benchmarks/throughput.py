@@ -44,6 +44,8 @@ runs only (5) for GexBERT, once per training seed, and writes throughput_fill_se
 times the paper step with GELU and with ReLU, interleaved, and writes throughput_activation_ab.{json,md}.
        python benchmarks/throughput.py --device cuda --preset paper --quick
 runs only (6) and writes throughput_cuda.{json,md};
+       python benchmarks/throughput.py --device cuda --preset paper --profile
+profiles one trainer run (batch 512) and writes throughput_profile_cuda.{json,txt};
        python benchmarks/throughput.py --cpu-ab /tmp/base/src
 runs only (7) and writes throughput_cpu_ab.{json,md}.
 """
@@ -387,6 +389,45 @@ def trainer_rate(c, X: np.ndarray, batch: int, steps: int, device: torch.device,
     return out
 
 
+def profile_trainer(preset: str, device: torch.device, batch: int = 512, steps: int = 6, n_genes: int = 20_000,
+                    missing: float = 0.0) -> tuple[dict, str]:
+    """One profiled run of the trainer's loop (2 epochs of ``steps`` steps): where the device time goes.
+
+    Returns a summary (wall seconds, device-busy seconds, and the device time of matmul kernels, attention
+    kernels and everything else) and the profiler's table of the 30 ops with the most device time.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    from gexbert_sc.train import Trainer, TrainPlan
+
+    c = resolve_config(preset)
+    X = data_pool(batch * steps, n_genes, missing, 0.0, 0)
+    module = build(c, n_genes).to(device)
+    plan = TrainPlan(n_input=c.n_input, n_target=c.n_target, batch_size=batch, lr=c.lr, weight_decay=c.weight_decay,
+                     phase_epochs=(0, 2), patience=10**6, min_steps_per_epoch=steps)
+    trainer = Trainer(module, lambda r: torch.from_numpy(X[r]), n_genes, plan, device=device, progress=False)
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        t = time.perf_counter()
+        trainer.fit(np.arange(batch * steps), np.array([], dtype=np.int64))
+        wall = time.perf_counter() - t
+    groups = {"matmul": 0.0, "attention": 0.0, "other": 0.0}
+    for e in prof.key_averages():
+        dev = getattr(e, "self_device_time_total", 0.0) / 1e6
+        k = e.key.lower()
+        if any(w in k for w in ("gemm", "aten::mm", "aten::addmm", "aten::bmm", "cutlass", "sm90_xmma", "nvjet")):
+            groups["matmul"] += dev
+        elif any(w in k for w in ("flash", "attention", "fmha", "softmax")):
+            groups["attention"] += dev
+        else:
+            groups["other"] += dev
+    summary = {"preset": preset, "batch": batch, "steps": 2 * steps, "missing": missing, "wall_s": wall,
+               "device_busy_s": sum(groups.values()), **{f"{k}_s": v for k, v in groups.items()}}
+    table = prof.key_averages().table(sort_by="self_device_time_total" if device.type == "cuda" else "self_cpu_time_total",
+                                      row_limit=30)
+    return summary, table
+
+
 def grid(presets: list[str], device: torch.device, quick: bool, n_genes: int = 20_000, on_run=None) -> dict:
     """Trainer rates per preset, batch size, missing share and mode (eager / compiled).
 
@@ -536,12 +577,26 @@ def main() -> None:
     ap.add_argument("--device", help="only the trainer grid (batch 32-1024 on CUDA, 0%%/10%% missing, eager and compiled) "
                     "on this device, e.g. cuda; writes throughput_<device>.{json,md}")
     ap.add_argument("--preset", nargs="+", default=["paper"], help="presets of the --device grid (default: paper)")
+    ap.add_argument("--profile", action="store_true",
+                    help="with --device: only one profiled trainer run per preset (batch 512), "
+                    "writes throughput_profile_<device>.{json,txt}")
     ap.add_argument("--cpu-ab", metavar="BASE_SRC",
                     help="only the CPU trainer rate of the package in BASE_SRC (before) vs this checkout (after)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.cpu_ab:
         cpu_ab(args.cpu_ab)
+        return
+    if args.device and args.profile:
+        device = torch.device(args.device)
+        out, tables = [], []
+        for preset in args.preset:
+            summary, table = profile_trainer(preset, device)
+            print(summary, flush=True)
+            out.append(summary)
+            tables.append(f"# {preset}, batch 512, {summary['steps']} steps\n{table}")
+        (OUT / f"throughput_profile_{device.type}.json").write_text(json.dumps(out, indent=1))
+        (OUT / f"throughput_profile_{device.type}.txt").write_text("\n\n".join(tables))
         return
     if args.device:
         device = torch.device(args.device)

@@ -142,7 +142,7 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         # the genes are drawn where they are used: with the CPU generator on CPU, else with one on the device
         self.key_gen = self.gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(
-            derive_seed(random_state, "train-keys", self.start_epoch))
+            derive_seed(random_state, "train_keys", self.start_epoch))
         self.pin = device.type == "cuda" and torch.cuda.is_available()
         self.prefetch = device.type == "cuda" if plan.prefetch is None else bool(plan.prefetch)
         self.opt = make_optimizer(module, plan.lr, plan.weight_decay)
