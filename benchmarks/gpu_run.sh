@@ -7,7 +7,11 @@
 #   throughput_cuda.{json,md}      the paper preset's training rate, batch 32-1024, 0% / 10% missing, compiled
 #   presets_cuda.{json,md}         restoration, "cpu" vs "gpu" preset trained on the GPU, with ridge and mean
 #   paper_learning_cuda.{json,md}  the paper preset at full size on NKI, with and without the scaffold
-# Usage: bash benchmarks/gpu_run.sh [OUT_DIR] [BUDGET]
+#   paper_long_cuda.{json,md}      the paper preset at full size on NKI, 100 epochs, lr 5e-4 and 1e-4, seeds 1, 2
+#   throughput_profile_cuda.{json,txt}  where a training step's device time goes (paper preset, batch 512)
+# PARTS (environment) picks and orders the parts: check throughput presets paper (default, the first GPU run,
+# session 9), long profile (what that run left open: the next GPU run, PARTS="long profile").
+# Usage: [PARTS="..."] bash benchmarks/gpu_run.sh [OUT_DIR] [BUDGET]
 set -u
 out=${1:-benchmarks/results}
 budget=${2:-570}
@@ -30,12 +34,27 @@ part() {  # part CAP command...: runs with at most CAP seconds, less if the budg
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   "$py" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"; } >>"$log" 2>&1
-part 100 "$py" "$here/cuda_check.py" --out "$out"
-part 200 "$py" "$here/throughput.py" --device cuda --preset paper --quick
-cp "$here"/results/throughput_cuda.* "$out"/ 2>/dev/null
-part 230 "$py" "$here/imputation.py" --cohorts tcga_skcm nki --seeds 0 --parts restoration \
-  --restore-methods mean ridge gexbert gexbert:gpu --out "$out/presets_cuda"
-part 200 "$py" "$here/paper_learning.py" --device cuda --cohorts nki --lrs 5e-4 --scaffolds 10 0 --epochs 5 55 \
-  --out paper_learning_cuda
-cp "$here"/results/paper_learning_cuda.* "$out"/ 2>/dev/null
+for p in ${PARTS:-check throughput presets paper}; do
+  case $p in
+    check) part 100 "$py" "$here/cuda_check.py" --out "$out" ;;
+    throughput)
+      part 200 "$py" "$here/throughput.py" --device cuda --preset paper --quick
+      cp "$here"/results/throughput_cuda.* "$out"/ 2>/dev/null ;;
+    presets)
+      part 230 "$py" "$here/imputation.py" --cohorts tcga_skcm nki --seeds 0 --parts restoration \
+        --restore-methods mean ridge gexbert gexbert:gpu --out "$out/presets_cuda" ;;
+    paper)
+      part 200 "$py" "$here/paper_learning.py" --device cuda --cohorts nki --lrs 5e-4 --scaffolds 10 0 --epochs 5 55 \
+        --out paper_learning_cuda
+      cp "$here"/results/paper_learning_cuda.* "$out"/ 2>/dev/null ;;
+    long)  # about 100 s a run on an H200; the JSON is rewritten after every run
+      part 480 "$py" "$here/paper_learning.py" --device cuda --cohorts nki --lrs 5e-4 1e-4 --seeds 1 2 \
+        --scaffolds 0 --epochs 5 95 --out paper_long_cuda
+      cp "$here"/results/paper_long_cuda.* "$out"/ 2>/dev/null ;;
+    profile)
+      part 90 "$py" "$here/throughput.py" --device cuda --preset paper --profile
+      cp "$here"/results/throughput_profile_cuda.* "$out"/ 2>/dev/null ;;
+    *) echo "== unknown part $p" | tee -a "$log" ;;
+  esac
+done
 echo "== done at ${SECONDS} s" | tee -a "$log"

@@ -389,7 +389,7 @@ def trainer_rate(c, X: np.ndarray, batch: int, steps: int, device: torch.device,
     return out
 
 
-def profile_trainer(preset: str, device: torch.device, batch: int = 512, steps: int = 6, n_genes: int = 20_000,
+def profile_trainer(preset: str, device: torch.device, batch: int = 512, steps: int = 3, n_genes: int = 20_000,
                     missing: float = 0.0) -> tuple[dict, str]:
     """One profiled run of the trainer's loop (2 epochs of ``steps`` steps): where the device time goes.
 
