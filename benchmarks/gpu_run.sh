@@ -10,8 +10,15 @@
 #   paper_long_cuda.{json,md}      the paper preset at full size on NKI, 100 epochs, lr 5e-4 and 1e-4, seeds 1, 2
 #   throughput_profile_cuda.{json,txt}  where a training step's device time goes (paper preset, batch 512)
 # PARTS (environment) picks and orders the parts: check throughput presets paper (default, the first GPU run,
-# session 9), long profile (what that run left open: the next GPU run, PARTS="long profile").
+# session 9), profile long (what that run left open: the next GPU run, PARTS="profile long").
 # Usage: [PARTS="..."] bash benchmarks/gpu_run.sh [OUT_DIR] [BUDGET]
+# Where the GPU machine's Python lacks the package's dependencies (the device tool's image has torch, numpy,
+# pandas, scikit-learn, h5py, numba but not anndata or scanpy), bring them as wheels for its Python (3.12)
+# in an ignored .whl/ (anndata array-api-compat donfig google-crc32c legacy-api-wrap natsort numcodecs
+# scverse-misc zarr scanpy session-info2 umap-learn pynndescent pooch platformdirs; `pip download --no-deps
+# --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 ...`) and run there:
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+#     PYTHONPATH=/tmp/site:$PWD/src bash benchmarks/gpu_run.sh "$OUT" 560
 set -u
 out=${1:-benchmarks/results}
 budget=${2:-570}
