@@ -361,6 +361,18 @@ def data_pool(n_rows: int, n_genes: int, missing: float, short: float, n_short_o
     return X
 
 
+def phase2_trainer(c, X: np.ndarray, batch: int, steps: int, device: torch.device, epochs: int = 2,
+                   compile_: bool = False):
+    """The package's own trainer for ``epochs`` phase-2 epochs of ``steps`` steps on the rows of ``X`` (no validation, no early stop)."""
+    from gexbert_sc.train import Trainer, TrainPlan
+
+    kw = {"compile": True} if compile_ else {}  # the field is new: the baseline package has none
+    plan = TrainPlan(n_input=c.n_input, n_target=c.n_target, batch_size=batch, lr=c.lr, weight_decay=c.weight_decay,
+                     phase_epochs=(0, epochs), patience=10**6, min_steps_per_epoch=steps, **kw)
+    module = build(c, X.shape[1]).to(device)
+    return Trainer(module, lambda r: torch.from_numpy(X[r]), X.shape[1], plan, device=device, progress=False)
+
+
 def trainer_rate(c, X: np.ndarray, batch: int, steps: int, device: torch.device, compile_: bool = False,
                  epochs: int = 2) -> dict:
     """Samples/s of the trainer itself (phase 2: reading rows, sampling genes, steps; no validation).
@@ -368,17 +380,11 @@ def trainer_rate(c, X: np.ndarray, batch: int, steps: int, device: torch.device,
     On the first ``batch * steps`` rows of ``X``: ``epochs`` epochs of ``steps`` steps, the first one a warm-
     up (and the compilation), the median of the others timed (each ends with a synchronisation).
     """
-    from gexbert_sc.train import Trainer, TrainPlan
-
-    n_rows, n_genes = batch * steps, X.shape[1]
-    module = build(c, n_genes).to(device)
-    kw = {"compile": True} if compile_ else {}  # the field is new: the baseline package has none
-    plan = TrainPlan(n_input=c.n_input, n_target=c.n_target, batch_size=batch, lr=c.lr, weight_decay=c.weight_decay,
-                     phase_epochs=(0, epochs), patience=10**6, min_steps_per_epoch=steps, **kw)
+    n_rows = batch * steps
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    trainer = Trainer(module, lambda r: torch.from_numpy(X[r]), n_genes, plan, device=device, progress=False)
+    trainer = phase2_trainer(c, X, batch, steps, device, epochs, compile_)
     hist = trainer.fit(np.arange(n_rows), np.array([], dtype=np.int64))
     secs = [h["seconds"] for h in hist]
     dt = float(np.median(secs[1:])) if len(secs) > 1 else secs[0]
@@ -398,14 +404,9 @@ def profile_trainer(preset: str, device: torch.device, batch: int = 512, steps: 
     """
     from torch.profiler import ProfilerActivity, profile
 
-    from gexbert_sc.train import Trainer, TrainPlan
-
     c = resolve_config(preset)
     X = data_pool(batch * steps, n_genes, missing, 0.0, 0)
-    module = build(c, n_genes).to(device)
-    plan = TrainPlan(n_input=c.n_input, n_target=c.n_target, batch_size=batch, lr=c.lr, weight_decay=c.weight_decay,
-                     phase_epochs=(0, 2), patience=10**6, min_steps_per_epoch=steps)
-    trainer = Trainer(module, lambda r: torch.from_numpy(X[r]), n_genes, plan, device=device, progress=False)
+    trainer = phase2_trainer(c, X, batch, steps, device)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=acts) as prof:
         t = time.perf_counter()
