@@ -114,3 +114,24 @@ def test_gpu_preset_trains_on_cpu_at_a_tiny_size():
     same = [h["val_same"] for h in model.history if h["phase"] == 1]
     assert same[-1] < 0.9 * same[0]
     assert other[-1] < other[0] and other[-1] < model.history[-1]["val_mean"]
+
+
+def test_a_trainer_for_a_gpu_seeds_its_device_generator(monkeypatch):
+    # CI has no GPU, so the device branch of the set-up runs here with a stand-in generator: the stream it
+    # seeds must exist (an unregistered one broke every CUDA training until a GPU run found it)
+    made, cpu_generator = [], torch.Generator
+
+    def device_generator(device=None):  # a CPU generator standing in for one on the device
+        made.append(str(device))
+        return cpu_generator()
+
+    monkeypatch.setattr(torch, "Generator", device_generator)
+    net = GexBERTModule(n_genes=40, d_model=16, n_layers=1, n_heads=2, d_ff=32, n_levels=8)
+    plan = TrainPlan(n_input=12, n_target=12, batch_size=8, lr=3e-3, weight_decay=0.0, phase_epochs=(1, 1),
+                     patience=5, min_steps_per_epoch=2)
+    first = Trainer(net, lambda r: None, 40, plan, device=torch.device("cuda"), random_state=3, progress=False)
+    later = Trainer(net, lambda r: None, 40, plan, device=torch.device("cuda"), random_state=3, progress=False,
+                    history=[{}] * 4)  # a model that trained 4 epochs before trains on with fresh draws
+    assert made.count("cuda") == 2
+    assert first.key_gen is not first.gen and first.key_gen.initial_seed() == gb.train.derive_seed(3, "train_keys")
+    assert later.key_gen.initial_seed() == gb.train.derive_seed(3, "train_keys", 4) != first.key_gen.initial_seed()
