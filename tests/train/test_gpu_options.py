@@ -11,6 +11,7 @@ from gexbert_sc.model import PRESETS, resolve_config
 from gexbert_sc.model._config import AUTO_GPU_MIN_OBS, auto_preset
 from gexbert_sc.module import GexBERTModule
 from gexbert_sc.train import Trainer, TrainPlan
+from gexbert_sc.train import _trainer as trainer_module
 
 
 def _fit(compile_):
@@ -117,15 +118,16 @@ def test_gpu_preset_trains_on_cpu_at_a_tiny_size():
 
 
 def test_a_trainer_for_a_gpu_seeds_its_device_generator(monkeypatch):
-    # CI has no GPU, so the device branch of the set-up runs here with a stand-in generator: the stream it
-    # seeds must exist (an unregistered one broke every CUDA training until a GPU run found it)
-    made, cpu_generator = [], torch.Generator
+    # CI has no GPU, so the device branch of the set-up runs here with a CPU generator standing in for the
+    # device's: the stream it seeds must exist (an unregistered one broke every CUDA training until a GPU run
+    # found it)
+    made = []
 
-    def device_generator(device=None):  # a CPU generator standing in for one on the device
+    def stand_in(device, seed):
         made.append(str(device))
-        return cpu_generator()
+        return torch.Generator().manual_seed(seed)
 
-    monkeypatch.setattr(torch, "Generator", device_generator)
+    monkeypatch.setattr(trainer_module, "device_generator", stand_in)
     net = GexBERTModule(n_genes=40, d_model=16, n_layers=1, n_heads=2, d_ff=32, n_levels=8)
     plan = TrainPlan(n_input=12, n_target=12, batch_size=8, lr=3e-3, weight_decay=0.0, phase_epochs=(1, 1),
                      patience=5, min_steps_per_epoch=2)

@@ -71,6 +71,11 @@ class TrainPlan:
         return cls(phase_epochs=tuple(phase_epochs), **{n: getattr(config, n) for n in names if hasattr(config, n)})
 
 
+def device_generator(device: torch.device, seed: int) -> torch.Generator:
+    """A seeded generator on ``device``, for the gene draws made where they are used."""
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 class Trainer:
     """Pretrains a :class:`~gexbert_sc.module.GexBERTModule` in the paper's two phases with AdamW.
 
@@ -141,8 +146,8 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         # the genes are drawn where they are used: with the CPU generator on CPU, else with one on the device
-        self.key_gen = self.gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(
-            derive_seed(random_state, "train_keys", self.start_epoch))
+        self.key_gen = self.gen if device.type == "cpu" else device_generator(
+            device, derive_seed(random_state, "train_keys", self.start_epoch))
         self.pin = device.type == "cuda" and torch.cuda.is_available()
         self.prefetch = device.type == "cuda" if plan.prefetch is None else bool(plan.prefetch)
         self.opt = make_optimizer(module, plan.lr, plan.weight_decay)
