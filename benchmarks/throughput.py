@@ -399,9 +399,10 @@ def profile_trainer(preset: str, device: torch.device, batch: int = 512, steps: 
                     missing: float = 0.0) -> tuple[dict, str]:
     """One profiled epoch of the trainer's loop (``steps`` steps): where the device time goes.
 
-    An unprofiled epoch of the same shapes runs first, to warm up the kernels and the allocator. Returns a summary (wall seconds; the device kernels' busy seconds, split into matmul kernels, attention
-    kernels and the rest; kernels only, so that the time of a kernel is not counted again under the operator
-    that launched it) and the profiler's table of the 30 entries with the most device time.
+    An unprofiled epoch of the same shapes runs first, to warm up the kernels and the allocator. Returns a
+    summary (wall seconds; the device kernels' busy seconds, split into matmul kernels, attention kernels
+    and the rest; kernels only, so that the time of a kernel is not counted again under the operator that
+    launched it) and the profiler's table of the 30 entries with the most device time.
     """
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
