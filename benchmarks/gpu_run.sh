@@ -9,8 +9,11 @@
 #   paper_learning_cuda.{json,md}  the paper preset at full size on NKI, with and without the scaffold
 #   paper_long_cuda.{json,md}      the paper preset at full size on NKI, 100 epochs, lr 5e-4 and 1e-4, seeds 1, 2
 #   throughput_profile_cuda.{json,txt}  where a training step's device time goes (paper preset, batch 512)
+#   paper_recipe_cuda.{json,md}    the paper preset's recipe of session 10 (gene embeddings at sd 1, a 6-epoch
+#                                  scaffold, lr 5e-4) at full size on NKI and ovarian, seeds 0 and 1
+#   paper_recipe_small_genes_cuda.{json,md}  the same with the former gene embeddings (sd 0.02), NKI seed 0
 # PARTS (environment) picks and orders the parts: check throughput presets paper (default, the first GPU run,
-# session 9), profile long (what that run left open: the next GPU run, PARTS="profile long").
+# session 9), recipe profile (the next GPU run, PARTS="recipe profile"; then long).
 # Usage: [PARTS="..."] bash benchmarks/gpu_run.sh [OUT_DIR] [BUDGET]
 # Where the GPU machine's Python lacks the package's dependencies (the device tool's image has torch, numpy,
 # pandas, scikit-learn, h5py, numba but not anndata or scanpy), bring them as wheels for its Python (3.12)
@@ -58,6 +61,12 @@ for p in ${PARTS:-check throughput presets paper}; do
       part 480 "$py" "$here/paper_learning.py" --device cuda --cohorts nki --lrs 5e-4 1e-4 --seeds 1 2 \
         --scaffolds 0 --epochs 5 95 --out paper_long_cuda
       cp "$here"/results/paper_long_cuda.* "$out"/ 2>/dev/null ;;
+    recipe)  # about 80 s a run on an H200 (5 + 45 epochs of 25 steps); the JSON is rewritten after every run
+      part 320 "$py" "$here/paper_learning.py" --device cuda --cohorts nki ovarian --seeds 0 1 --lrs 5e-4 \
+        --scaffolds 6 --epochs 5 45 --out paper_recipe_cuda
+      part 100 "$py" "$here/paper_learning.py" --device cuda --cohorts nki --seeds 0 --lrs 5e-4 --scaffolds 6 \
+        --epochs 5 45 --set gene_init_sd=0.02 --out paper_recipe_small_genes_cuda
+      cp "$here"/results/paper_recipe_*cuda.* "$out"/ 2>/dev/null ;;
     profile)
       part 90 "$py" "$here/throughput.py" --device cuda --preset paper --profile
       cp "$here"/results/throughput_profile_cuda.* "$out"/ 2>/dev/null ;;

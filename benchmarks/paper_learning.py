@@ -100,8 +100,9 @@ def summarise(row: dict) -> dict:
     weight = [r.get("scaffold", gb.train.scaffold_factor(r["epoch"], row["scaffold_epochs"])) for r in curve]
     plain = [q for w, q in zip(weight, ratio, strict=True) if not w]
     left = next((r["epoch"] for r, q in zip(curve, ratio, strict=True) if q < LEFT_MEAN), None)
-    return {"epochs": len(curve), "left_mean_epoch": left, "best_ratio": min(plain) if plain else math.nan,
-            "final_ratio": ratio[-1]}
+    alone = next((r["epoch"] for r, w, q in zip(curve, weight, ratio, strict=True) if not w and q < LEFT_MEAN), None)
+    return {"epochs": len(curve), "left_mean_epoch": left, "left_alone_epoch": alone,
+            "best_ratio": min(plain) if plain else math.nan, "final_ratio": ratio[-1]}
 
 
 def render(rows: list[dict], command: str, threads: str, device: str = "cpu") -> str:
@@ -111,16 +112,16 @@ def render(rows: list[dict], command: str, threads: str, device: str = "cpu") ->
              "The `\"paper\"` preset (bins, no summary readout, no linear path) with the settings shown; validation "
              "MSE restoring genes not in the input, as a ratio to predicting the training mean (lower is better). "
              f"*Left the mean*: the first epoch below {LEFT_MEAN} of the mean (steps = epoch x steps per epoch); "
-             "`-`: never. *Best* and *final*: epochs without the scaffold only (the network as configured, what "
+             "`-`: never. *Alone*: the same, counting only epochs without the scaffold. *Best* and *final*: epochs without the scaffold only (the network as configured, what "
              "early stopping keeps); with `scaffold_epochs` S the scaffold is gone from epoch 4S on.", "",
-             "| cohort | settings | lr | warm-up | scaffold | seed | epochs x steps | left the mean (epoch) | best | final | s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| cohort | settings | lr | warm-up | scaffold | seed | epochs x steps | left the mean (epoch) | alone | best | final | s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         r = {**r, **summarise(r)}
         sets = " ".join(f"{k}={v}" for k, v in r["settings"].items()) or "preset"
-        left = "-" if r["left_mean_epoch"] is None else str(r["left_mean_epoch"])
+        left, alone = ("-" if r[k] is None else str(r[k]) for k in ("left_mean_epoch", "left_alone_epoch"))
         lines.append(f"| {r['cohort']} | {sets} | {r['lr']:g} | {r['warmup_steps']} | {r['scaffold_epochs']} | {r['seed']} | "
-                     f"{r['epochs']} x {r['steps_per_epoch']} | {left} | {r['best_ratio']:.3f} | "
+                     f"{r['epochs']} x {r['steps_per_epoch']} | {left} | {alone} | {r['best_ratio']:.3f} | "
                      f"{r['final_ratio']:.3f} | {r['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 

@@ -207,6 +207,9 @@ def test_config_presets_and_overrides():
     paper = resolve_config("paper")
     assert (paper.d_model, paper.n_layers, paper.n_heads, paper.n_input, paper.n_levels) == (200, 8, 8, 512, 64)
     assert paper.value_encoding == "binned" and paper.linear_path == "none"
+    # the paper's network trains with a scaffold and large gene embeddings (docs/design.md, item 7)
+    assert (paper.scaffold_epochs, paper.gene_init_sd, paper.summary_readout) == (6, 1.0, False)
+    assert resolve_config("cpu").gene_init_sd == 0.02 and resolve_config("gpu").scaffold_epochs == 0
     assert resolve_config("cpu").linear_path == "fixed" and resolve_config("gpu").linear_path == "fixed"
     assert resolve_config("cpu", n_input=10).n_input == 10
     assert resolve_config({"d_model": 32, "n_heads": 4}).d_model == 32
@@ -220,6 +223,9 @@ def test_config_presets_and_overrides():
         resolve_config("gpux")
     with pytest.raises(ValueError, match="config.activation must be one of"):
         resolve_config("cpu", activation="tanh")
+    for bad in (0, -1.0, True, "1", float("nan")):
+        with pytest.raises(ValueError, match="config.gene_init_sd must be a number"):
+            resolve_config("cpu", gene_init_sd=bad)
     assert isinstance(resolve_config(GexBERTConfig()), GexBERTConfig)
 
 

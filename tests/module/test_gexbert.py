@@ -316,3 +316,14 @@ def test_scaffold_readout_is_frozen_while_it_fades_but_still_teaches_the_encoder
     scaf.set_readout_scale(0.0)
     scaf(g, v, t).pow(2).sum().backward()
     assert scaf.cls.grad.abs().sum().item() != pytest.approx(fading_encoder)
+
+
+def test_from_config_passes_the_gene_init_sd():
+    from gexbert_sc.model import resolve_config
+
+    torch.manual_seed(0)
+    net = GexBERTModule.from_config(resolve_config("cpu", gene_init_sd=0.5), n_genes=1000)
+    assert abs(float(net.tokens.gene.weight.std()) - 0.5) < 0.02
+    torch.manual_seed(0)
+    default = GexBERTModule.from_config(resolve_config("cpu"), n_genes=1000)
+    assert abs(float(default.tokens.gene.weight.std()) - 0.02) < 0.001

@@ -49,3 +49,16 @@ def test_missing_and_mask_levels():
     assert torch.isfinite(miss).all()
     assert torch.allclose(miss[0, 0], t.gene.weight[4] + t.missing)
     assert torch.allclose(t.query(g)[0, 0], t.gene.weight[4] + t.mask)
+
+
+def test_gene_init_sd_sets_the_scale_of_the_gene_embeddings_only():
+    torch.manual_seed(0)
+    small = ValueTokenizer(n_genes=2000, d_model=16, n_levels=8)
+    torch.manual_seed(0)
+    large = ValueTokenizer(n_genes=2000, d_model=16, n_levels=8, gene_init_sd=1.0)
+    assert abs(float(small.gene.weight.std()) - 0.02) < 0.001
+    assert abs(float(large.gene.weight.std()) - 1.0) < 0.05
+    # the other embeddings keep their unit scale
+    for t in (small, large):
+        assert abs(float(t.level.weight.std()) - 1.0) < 0.5
+        assert abs(float(t.gene_value.weight.std()) - 1.0) < 0.05

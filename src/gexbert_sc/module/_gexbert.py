@@ -46,6 +46,8 @@ class GexBERTModule(nn.Module):
         is multiplied by ``readout_scale`` (a buffer, 1 at the start), which the trainer lowers to 0 over
         training (:func:`~gexbert_sc.train.scaffold_factor`). At 0 the output is exactly that of the network
         without a readout, whose decoder alone otherwise stalls at the mean for thousands of steps.
+    gene_init_sd
+        Standard deviation of the gene embeddings at initialisation (see :class:`ValueTokenizer`).
     """
 
     def __init__(
@@ -63,12 +65,13 @@ class GexBERTModule(nn.Module):
         linear_path: str = "none",
         linear_rank: int = 256,
         scaffold_epochs: int = 0,
+        gene_init_sd: float = 0.02,
     ):
         super().__init__()
         if linear_path not in LINEAR_PATHS:
             raise ValueError(f"linear_path must be one of {LINEAR_PATHS}, got {linear_path!r}")
         self.d_model, self.d_ff = d_model, d_ff
-        self.tokens = ValueTokenizer(n_genes, d_model, n_levels, value_encoding)
+        self.tokens = ValueTokenizer(n_genes, d_model, n_levels, value_encoding, gene_init_sd)
         self.cls = nn.Parameter(torch.randn(d_model) * 0.02)
         self.encoder = nn.ModuleList(EncoderLayer(d_model, n_heads, d_ff, dropout, activation) for _ in range(n_layers))
         self.decoder = nn.ModuleList(DecoderLayer(d_model, n_heads, d_ff, dropout, activation) for _ in range(n_layers))
@@ -88,7 +91,8 @@ class GexBERTModule(nn.Module):
 
     #: Settings :meth:`from_config` reads from a config (any object with these attributes).
     CONFIG_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "n_levels", "value_encoding", "dropout",
-                     "summary_readout", "activation", "linear_path", "linear_rank", "scaffold_epochs")
+                     "summary_readout", "activation", "linear_path", "linear_rank", "scaffold_epochs",
+                     "gene_init_sd")
 
     @classmethod
     def from_config(cls, config, n_genes: int) -> GexBERTModule:

@@ -40,6 +40,8 @@ class ValueTokenizer(nn.Module):
         Number of value levels.
     value_encoding
         ``"interp_proj"``, ``"interp"`` or ``"binned"``.
+    gene_init_sd
+        Standard deviation of the gene embeddings at initialisation (level embeddings start at 1).
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class ValueTokenizer(nn.Module):
         d_model: int,
         n_levels: int = 64,
         value_encoding: str = "interp_proj",
+        gene_init_sd: float = 0.02,
     ):
         super().__init__()
         if value_encoding not in VALUE_ENCODINGS:
@@ -63,9 +66,10 @@ class ValueTokenizer(nn.Module):
         # Cut points, fitted on training data by the model class and stored with the weights.
         self.register_buffer("edges", torch.linspace(-2.5, 2.5, n_levels - 1))
         self.register_buffer("centres", torch.linspace(-2.5, 2.5, n_levels))
-        # Small gene embeddings at the start keep the random choice of input genes from
-        # drowning the value signal in the summary; level embeddings start at unit scale.
-        nn.init.normal_(self.gene.weight, std=0.02)
+        # Small gene embeddings at the start (the default) keep the random choice of input genes from
+        # drowning the value signal in the summary; level embeddings start at unit scale. The paper's
+        # decoder needs larger ones (docs/design.md, "Beyond the paper", item 7).
+        nn.init.normal_(self.gene.weight, std=gene_init_sd)
         nn.init.normal_(self.level.weight, std=1.0)
         nn.init.normal_(self.missing, std=1.0)
         nn.init.normal_(self.mask, std=1.0)
