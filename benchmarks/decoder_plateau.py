@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from imputation import load_cohort  # the harness's cohorts
 
 from gexbert_sc.module import GexBERTModule, masked_mse
+from gexbert_sc.train import scaffold_factor
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -113,9 +114,8 @@ def main(argv=None) -> dict:
     for step in range(1, a.steps + 1):
         rows = tr[rng.integers(0, len(tr), a.bs)]
         ii, xi, tt, xt = draw(rows, g)
-        if a.scaffold:
-            s = a.scaffold
-            m.set_readout_scale(1.0 if step <= s else max(0.0, (4 * s - step) / (3 * s)))
+        if a.scaffold:  # the package's fade, counted in steps here
+            m.set_readout_scale(scaffold_factor(step, a.scaffold))
         m.train()
         if a.aux and step <= a.aux:
             m.set_readout_scale(0.0)
